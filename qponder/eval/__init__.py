@@ -1,0 +1,1 @@
+"""Evaluation: metrics, predictors (classical baselines and VLMs), the evaluator, reasoning metrics."""

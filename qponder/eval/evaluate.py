@@ -1,0 +1,181 @@
+"""One evaluator for every model: predictor x records -> predictions.jsonl + summary.json.
+
+Resumable: predictions are appended one line per image and flushed; a rerun reads what is there (a torn
+last line from a killed run is dropped) and scores only the rest.
+
+A prediction that failed (e.g. an unparseable VLM answer) stays in the metrics as an uninformative guess:
+the median of the successful scores. Dropping failures would let a model that answers rarely look good;
+``parse_fail_rate`` says how often it happened.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Iterable
+
+from PIL import Image, UnidentifiedImageError
+
+from qponder.data.records import Record, check_images, load_records
+from qponder.errors import QPonderError
+from qponder.eval import metrics as M
+from qponder.eval.predictor import Prediction, Predictor
+
+MIN_PER_GROUP = 5  # a per-family SRCC over fewer images is noise
+
+
+def make_predictor(model: str) -> Predictor:
+    """``--model``: a classical baseline by name (brisque, niqe)."""
+    from qponder.eval.baselines import BASELINES, create_baseline
+
+    if model.lower() in BASELINES:
+        return create_baseline(model.lower())
+    raise QPonderError(f"unknown model {model!r}: expected one of {', '.join(sorted(BASELINES))}")
+
+
+def default_image_root(data: Path, records: list[Record]) -> Path:
+    """Where a meta's relative image paths point when --images is not given.
+
+    qponder-synth and DeQA-Score lay data out as ``ROOT/{images,metas}``; plain CSVs sit beside their images.
+    """
+    data = Path(data).resolve()
+    candidates = [data.parent.parent / "images", data.parent / "images", data.parent]
+    for c in candidates:
+        if records[0].path(c).is_file():
+            return c
+    return data.parent
+
+
+def open_image(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise QPonderError(f"{path}: image not found") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise QPonderError(f"{path}: not a readable image ({e.__class__.__name__})") from None
+
+
+def read_predictions(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break  # torn write of a killed run: that image is simply scored again
+            raise QPonderError(f"{path}: line {i + 1} is not JSON; delete the file to start over") from None
+    return rows
+
+
+def _rewrite_clean(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(path)
+
+
+def _row(rec: Record, pred: Prediction, latency: float) -> dict:
+    return {
+        "image": rec.image, "mos": rec.mos, "score": pred.score, "ok": pred.ok, "reason": pred.reason,
+        "raw": pred.raw, "text": pred.text, "tokens": pred.tokens, "latency": round(latency, 4),
+        "dis_type": rec.dis_type, "family": rec.family, "level": rec.level,
+    }
+
+
+def predict_all(predictor: Predictor, records: list[Record], root: Path, out: Path, batch_size: int = 8,
+                progress: bool = True) -> tuple[list[dict], int, float]:
+    """Score every record not yet in ``out/predictions.jsonl``.
+
+    Returns all rows (old and new, in record order), how many were scored now, and the seconds spent scoring.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    path = out / "predictions.jsonl"
+    rows = read_predictions(path)
+    wanted = {r.image for r in records}
+    rows = [r for r in rows if r["image"] in wanted]
+    _rewrite_clean(path, rows)
+    done = {r["image"] for r in rows}
+    todo = [r for r in records if r.image not in done]
+    spent = 0.0
+    cols = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn())
+    with path.open("a") as fh, Progress(*cols, disable=not progress) as bar:
+        task = bar.add_task(f"eval {predictor.name}", total=len(records), completed=len(done))
+        for i in range(0, len(todo), batch_size):
+            batch = todo[i:i + batch_size]
+            images = [open_image(r.path(root)) for r in batch]
+            t = time.perf_counter()
+            preds = predictor.predict(images)
+            dt = time.perf_counter() - t
+            spent += dt
+            if len(preds) != len(batch):
+                raise RuntimeError(f"{predictor.name} returned {len(preds)} predictions for {len(batch)} images")
+            for rec, p in zip(batch, preds):
+                row = _row(rec, p, dt / len(batch))
+                fh.write(json.dumps(row) + "\n")
+                rows.append(row)
+            fh.flush()
+            bar.advance(task, len(batch))
+    order = {r.image: i for i, r in enumerate(records)}
+    rows.sort(key=lambda r: order[r["image"]])
+    return rows, len(todo), spent
+
+
+def _metrics(rows: list[dict], on_mos_scale: bool) -> dict:
+    ok = [r["score"] for r in rows if r["ok"] and r["score"] is not None and math.isfinite(r["score"])]
+    fill = statistics.median(ok) if ok else 0.0
+    pred = [r["score"] if r["ok"] and r["score"] is not None and math.isfinite(r["score"]) else fill for r in rows]
+    mos = [r["mos"] for r in rows]
+    s = M.summarize(pred, mos)
+    if not on_mos_scale:
+        s["rmse"] = None  # the metric's own scale: only rank and fitted figures mean anything
+    s["n_failed"] = len(rows) - len(ok)
+    s["parse_fail_rate"] = round((len(rows) - len(ok)) / len(rows), 4) if rows else None
+    return s
+
+
+def summarize_rows(rows: list[dict], on_mos_scale: bool) -> dict:
+    summary = _metrics(rows, on_mos_scale)
+    tokens = [r["tokens"] for r in rows if r.get("tokens") is not None]
+    summary["mean_tokens"] = round(statistics.fmean(tokens), 1) if tokens else None
+    families: dict[str, list[dict]] = {}
+    for r in rows:
+        if r.get("family"):
+            families.setdefault(r["family"], []).append(r)
+    summary["per_family"] = {
+        f: {k: v for k, v in _metrics(rs, on_mos_scale).items() if k in ("n", "srcc", "plcc", "parse_fail_rate")}
+        for f, rs in sorted(families.items()) if len(rs) >= MIN_PER_GROUP
+    }
+    return summary
+
+
+def evaluate(predictor: Predictor, data: str | Path, out: str | Path, images: str | Path | None = None,
+             skip_missing: bool = False, batch_size: int = 8, limit: int | None = None,
+             progress: bool = True, records: Iterable[Record] | None = None) -> dict:
+    """Evaluate ``predictor`` on a meta/CSV (``data``), writing ``out/predictions.jsonl`` and ``out/summary.json``."""
+    data = Path(data)
+    records = list(records) if records is not None else load_records(data)
+    root = Path(images) if images else default_image_root(data, records)
+    if images and not root.is_dir():
+        raise QPonderError(f"{root}: image folder not found")
+    records = check_images(records, root, skip_missing=skip_missing, source=str(data))
+    if limit:
+        records = records[:limit]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    rows, n_new, spent = predict_all(predictor, records, root, out, batch_size=batch_size, progress=progress)
+    summary = {"model": predictor.name, "data": str(data), "images": str(root),
+               **summarize_rows(rows, predictor.on_mos_scale)}
+    # speed counts only this run's scoring, so a resumed run does not report an inflated figure
+    summary["images_per_second"] = round(n_new / spent, 3) if n_new and spent > 0 else None
+    summary["wall_seconds"] = round(time.time() - t0, 2)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
