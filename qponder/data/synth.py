@@ -48,7 +48,7 @@ class SynthConfig:
     width: int = 320
     height: int = 240
     n_refs: int | None = None  # None: all eligible photos (quick: 60)
-    per_ref: int | None = None  # distorted images per reference in train/val/test (full 12, quick 6)
+    per_ref: int | None = None  # distorted images per reference in train/val/test (full 20, quick 6)
     per_ref_xtype: int = 3
     per_ref_compound: int = 3
     split_fracs: tuple[float, float, float] = (0.6, 0.1, 0.3)
@@ -61,7 +61,7 @@ class SynthConfig:
         if c.n_refs is None and c.quick:
             c.n_refs = 60
         if c.per_ref is None:
-            c.per_ref = 6 if c.quick else 12
+            c.per_ref = 6 if c.quick else 20
         c.split_fracs = tuple(c.split_fracs)
         c.heldout_types = tuple(c.heldout_types)
         c.compounds = tuple(tuple(x) for x in c.compounds)

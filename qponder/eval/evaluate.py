@@ -174,8 +174,13 @@ def evaluate(predictor: Predictor, data: str | Path, out: str | Path, images: st
     rows, n_new, spent = predict_all(predictor, records, root, out, batch_size=batch_size, progress=progress)
     summary = {"model": predictor.name, "data": str(data), "images": str(root),
                **summarize_rows(rows, predictor.on_mos_scale)}
-    # speed counts only this run's scoring, so a resumed run does not report an inflated figure
-    summary["images_per_second"] = round(n_new / spent, 3) if n_new and spent > 0 else None
+    # speed counts only this run's scoring, so a resumed run does not report an inflated figure;
+    # a rerun that had nothing left to score keeps the figure of the run that did the work
+    speed = round(n_new / spent, 3) if n_new and spent > 0 else None
+    previous = out / "summary.json"
+    if speed is None and previous.exists():
+        speed = json.loads(previous.read_text()).get("images_per_second")
+    summary["images_per_second"] = speed
     summary["wall_seconds"] = round(time.time() - t0, 2)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
