@@ -1,0 +1,1 @@
+"""Students and any HF VLM behind one loader; the answer contract."""

@@ -1,0 +1,132 @@
+"""The public face of a trained model: ``Scorer.from_pretrained(DIR).score(images)``.
+
+Greedy decoding by default, so the same image gives the same answer twice. ``samples=N`` draws N sampled
+completions per image and reports their mean score and spread (self-consistency), seeded for repeatability.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from PIL import Image
+
+from qponder import prompts
+from qponder.eval.predictor import Prediction
+from qponder.models.answer import parse
+
+
+@dataclass
+class ScoreResult:
+    score: float | None  # mean of the parsed samples; None when none parsed
+    reasoning: str | None  # of the first parsed sample
+    text: str  # the first sample's raw completion
+    ok: bool
+    reason: str | None = None  # why no sample parsed
+    std: float | None = None  # spread of the sample scores (samples > 1)
+    scores: list = field(default_factory=list)
+    tokens: int = 0  # completion tokens of the first sample
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def _as_image(x) -> Image.Image:
+    if isinstance(x, Image.Image):
+        return x.convert("RGB")
+    from qponder.eval.evaluate import open_image
+
+    return open_image(Path(x))
+
+
+def build_messages(prompt: str, completion: str | None = None) -> list[dict]:
+    """The one conversation layout every stage uses: an image, then the instruction (then the answer)."""
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    if completion is not None:
+        msgs.append({"role": "assistant", "content": [{"type": "text", "text": completion}]})
+    return msgs
+
+
+class Scorer:
+    def __init__(self, model, processor, batch_size: int = 8, max_new_tokens: int = 256,
+                 temperature: float = 1.0, name: str = "model"):
+        self.model = model.eval()
+        self.processor = processor
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.name = name
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, trust_remote_code: bool = False, **kw) -> "Scorer":
+        from qponder.models import load
+
+        model, processor = load(str(path), trust_remote_code=trust_remote_code)
+        return cls(model, processor, name=Path(str(path)).name or str(path), **kw)
+
+    def generate(self, images: Sequence[Image.Image], think: bool = True, do_sample: bool = False,
+                 seed: int = 0) -> list[tuple[str, int]]:
+        """Raw completions (text, number of tokens) for a batch of images."""
+        import torch
+
+        prompt = prompts.load("student" if think else "student_nothink")
+        text = self.processor.apply_chat_template(build_messages(prompt), add_generation_prompt=True, tokenize=False)
+        inputs = self.processor(images=list(images), text=[text] * len(images), padding=True, return_tensors="pt")
+        inputs = inputs.to(self.model.device)
+        tok = self.processor.tokenizer
+        kw = dict(max_new_tokens=self.max_new_tokens, pad_token_id=tok.pad_token_id)
+        if do_sample:
+            torch.manual_seed(seed)
+            kw.update(do_sample=True, temperature=self.temperature, top_p=1.0, top_k=0)
+        else:
+            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **kw)
+        new = out[:, inputs["input_ids"].shape[1]:]
+        texts = tok.batch_decode(new, skip_special_tokens=True)
+        lengths = [int((row != tok.pad_token_id).sum()) for row in new]
+        return list(zip(texts, lengths))
+
+    def score(self, images: Sequence, think: bool = True, samples: int = 1, seed: int = 0,
+              progress: bool = False) -> list[ScoreResult]:
+        from rich.progress import Progress
+
+        images = [_as_image(x) for x in images]
+        results: list[ScoreResult] = []
+        with Progress(disable=not progress) as bar:
+            task = bar.add_task(f"scoring with {self.name}", total=len(images))
+            for i in range(0, len(images), self.batch_size):
+                batch = images[i:i + self.batch_size]
+                draws = [self.generate(batch, think=think, do_sample=samples > 1, seed=seed + k)
+                         for k in range(samples)]
+                for j in range(len(batch)):
+                    results.append(self._combine([d[j] for d in draws]))
+                bar.advance(task, len(batch))
+        return results
+
+    @staticmethod
+    def _combine(draws: list[tuple[str, int]]) -> ScoreResult:
+        parsed = [parse(t) for t, _ in draws]
+        good = [p for p in parsed if p.ok]
+        text, tokens = draws[0]
+        if not good:
+            return ScoreResult(None, parsed[0].reasoning, text, False, parsed[0].reason, tokens=tokens)
+        scores = [p.score for p in good]
+        return ScoreResult(statistics.fmean(scores), good[0].reasoning, text, True,
+                           std=statistics.pstdev(scores) if len(scores) > 1 else None, scores=scores, tokens=tokens)
+
+
+class VLMPredictor:
+    """A Scorer behind the evaluator's Predictor contract."""
+
+    on_mos_scale = True
+
+    def __init__(self, scorer: Scorer, think: bool = True, samples: int = 1, seed: int = 0):
+        self.scorer, self.think, self.samples, self.seed = scorer, think, samples, seed
+        self.name = scorer.name
+
+    def predict(self, images: Sequence[Image.Image]) -> list[Prediction]:
+        res = self.scorer.score(images, think=self.think, samples=self.samples, seed=self.seed)
+        return [Prediction(r.score, ok=r.ok, text=r.text, reason=r.reason, tokens=r.tokens) for r in res]
