@@ -1,0 +1,182 @@
+"""Stage 1 training: supervised fine-tuning with TRL's SFTTrainer -> Q-Ponder-CI.
+
+Targets follow the answer contract. From a distilled JSONL (``qponder distill``) each kept trace becomes
+``<think>teacher reasoning</think><answer>S</answer>`` with S the MOS or the teacher's own score
+(``target_score``); with ``reasoning: false`` (the paper's no-CoT ablation) or from a plain meta/CSV the
+target is the answer alone. The loss covers the assistant turn only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qponder import prompts
+from qponder.errors import QPonderError
+from qponder.models.answer import format_answer, parse
+
+
+@dataclass
+class SFTRecipe:
+    model: str = ""  # student folder (`qponder model init`) or any HF VLM folder / hub id
+    data: str = ""  # distilled JSONL, or a meta JSON / CSV (answer-only targets from the MOS)
+    images: str | None = None  # image root for relative paths (default: next to the data)
+    out: str = "runs/sft"
+    reasoning: bool = True  # False: answer only (no <think>), the paper's no-CoT baseline
+    target_score: str = "mos"  # "mos" | "teacher": which score closes the target
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str = "all-linear"
+    freeze_vision: bool = False
+    max_steps: int = 300  # <= 0: use num_train_epochs
+    num_train_epochs: float = 1.0
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-3
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    logging_steps: int = 10
+    save_steps: int = 100
+    save_total_limit: int = 2
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    report_to: str = "tensorboard"
+    trust_remote_code: bool = False
+    extra_args: dict = field(default_factory=dict)  # any other SFTConfig field, passed through
+
+
+def _resolve(image: str, root: Path | None, base: Path) -> Path:
+    p = Path(image)
+    if p.is_absolute():
+        return p
+    return (root or base) / p
+
+
+def sft_examples(recipe: SFTRecipe) -> list[dict]:
+    """Rows of {"image": path, "completion": text} from a distilled JSONL or a meta/CSV."""
+    data = Path(recipe.data)
+    if not data.exists():
+        raise QPonderError(f"{data}: training data not found")
+    root = Path(recipe.images) if recipe.images else None
+    rows = []
+    if data.suffix == ".jsonl":
+        for i, line in enumerate(data.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError:
+                raise QPonderError(f"{data}: line {i} is not JSON") from None
+            if not d.get("kept"):
+                continue
+            parsed = parse(d.get("text"))
+            score = d["mos"] if recipe.target_score == "mos" else parsed.score
+            if recipe.target_score not in ("mos", "teacher"):
+                raise QPonderError(f"target_score must be 'mos' or 'teacher', not {recipe.target_score!r}")
+            reasoning = parsed.reasoning if recipe.reasoning else None
+            if recipe.reasoning and not reasoning:
+                raise QPonderError(f"{data}: line {i} is kept but has no <think> reasoning")
+            image = d.get("path") or d["image"]
+            rows.append({"image": str(_resolve(image, root, data.parent)), "completion": format_answer(score, reasoning)})
+    else:
+        from qponder.data.records import check_images, load_records
+        from qponder.eval.evaluate import default_image_root
+
+        if recipe.reasoning:
+            raise QPonderError(f"{data}: a meta/CSV has no reasoning; pass a distilled JSONL or use --no-reasoning")
+        recs = load_records(data)
+        root = root or default_image_root(data, recs)
+        recs = check_images(recs, root, source=str(data))
+        rows = [{"image": str(r.path(root)), "completion": format_answer(r.mos)} for r in recs]
+    if not rows:
+        raise QPonderError(f"{data}: no usable training examples (no kept traces?)")
+    missing = [r["image"] for r in rows if not Path(r["image"]).is_file()]
+    if missing:
+        raise QPonderError(f"{data}: {len(missing)} training images are missing (first: {missing[0]})")
+    return rows
+
+
+def make_dataset(rows: list[dict], prompt: str):
+    """A datasets.Dataset with ``messages`` and a lazily decoded ``image`` column (TRL's VLM layout)."""
+    from datasets import Dataset, Image
+
+    from qponder.score import build_messages
+
+    ds = Dataset.from_dict({
+        "image": [r["image"] for r in rows],
+        "messages": [build_messages(prompt, r["completion"]) for r in rows],
+    })
+    return ds.cast_column("image", Image())
+
+
+def vision_modules(model):
+    """The vision tower of any supported VLM (AyaVision/LLaVA: vision_tower; Qwen-VL: visual)."""
+    inner = getattr(model, "model", model)
+    for name in ("vision_tower", "visual", "vision_model"):
+        if hasattr(inner, name):
+            return getattr(inner, name)
+    raise QPonderError(f"{type(model).__name__}: cannot find the vision tower to freeze")
+
+
+def _last_checkpoint(out: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(out / "checkpoints")) if (out / "checkpoints").is_dir() else None
+
+
+def train(recipe: SFTRecipe, resume: bool = False) -> Path:
+    """Run SFT and write an HF folder (model + processor) to ``recipe.out``; returns it."""
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    from qponder.config import dump
+    from qponder.models import load, save
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not recipe.model:
+        raise QPonderError("sft: no --model given (a student folder from `qponder model init` or an HF VLM)")
+    out = Path(recipe.out)
+    rows = sft_examples(recipe)
+    prompt = prompts.load("student" if recipe.reasoning else "student_nothink")
+    dataset = make_dataset(rows, prompt)
+    model, processor = load(recipe.model, trust_remote_code=recipe.trust_remote_code)
+    if recipe.freeze_vision:
+        for p in vision_modules(model).parameters():
+            p.requires_grad_(False)
+    peft_config = None
+    if recipe.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
+                                 target_modules=recipe.lora_target_modules, task_type="CAUSAL_LM")
+    cpu = not torch.cuda.is_available()
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "logs")  # transformers 5 has no logging_dir argument
+    args = SFTConfig(
+        output_dir=str(out / "checkpoints"), max_steps=recipe.max_steps if recipe.max_steps > 0 else -1,
+        num_train_epochs=recipe.num_train_epochs, per_device_train_batch_size=recipe.per_device_train_batch_size,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps, learning_rate=recipe.learning_rate,
+        lr_scheduler_type=recipe.lr_scheduler_type, warmup_steps=recipe.warmup_ratio,
+        weight_decay=recipe.weight_decay, max_grad_norm=recipe.max_grad_norm, seed=recipe.seed,
+        logging_steps=recipe.logging_steps, save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit,
+        bf16=recipe.bf16 and not cpu, use_cpu=cpu, gradient_checkpointing=recipe.gradient_checkpointing,
+        report_to=recipe.report_to, assistant_only_loss=True, max_length=None,
+        remove_unused_columns=False, dataloader_num_workers=0, **recipe.extra_args)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
+                         peft_config=peft_config)
+    dump(recipe, out / "recipe.yaml")
+    checkpoint = _last_checkpoint(out) if resume else None
+    trainer.train(resume_from_checkpoint=checkpoint)
+    final = trainer.model
+    if recipe.lora:
+        trainer.model.save_pretrained(out / "adapter")
+        final = trainer.model.merge_and_unload()  # one plain HF folder for GRPO, eval and the Scorer
+    save(final, processor, out)
+    (out / "trainer_state.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    return out
