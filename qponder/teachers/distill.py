@@ -1,0 +1,180 @@
+"""Cold-start data: run a teacher over labelled images, filter by MOS consistency, append to a JSONL.
+
+One JSON object per image, written once the image is final (kept, or out of attempts), flushed at once:
+killed at any point, a rerun reads the file, drops a torn last line, and continues with the images not in it,
+so no finished sample is lost and none is duplicated.
+
+Filter (the paper keeps "high-quality" traces; the rule is ours): a trace is kept when it parses under the
+answer contract, has reasoning, and its score is within ``tolerance`` of the MOS. Rejected images may be
+asked again up to ``retries`` times (useful with sampling teachers).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from qponder.data.records import Record, check_images, load_records
+from qponder.errors import QPonderError
+from qponder.models.answer import parse
+
+
+@dataclass
+class DistillRecipe:
+    teacher: str = "attribute"  # attribute | openai
+    data: str = ""  # meta JSON or CSV with MOS
+    images: str | None = None  # image root (default: next to the data)
+    out: str = "runs/distill/distilled.jsonl"
+    tolerance: float = 0.5  # keep a trace when |teacher score - MOS| <= tolerance (MOS on [1, 5])
+    retries: int = 0  # extra attempts for a rejected image
+    use_mos_hint: bool = False  # tell the teacher the MOS (documented option; off: an honest teacher)
+    limit: int | None = None
+    skip_missing: bool = False
+    calibrate: bool = True  # attribute teacher: fit its score mapping on this data's MOS first
+    calibrate_max: int = 800  # images used for that fit
+    # openai teacher
+    base_url: str = "http://localhost:8000/v1"
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.7
+    max_tokens: int = 512
+    concurrency: int = 4
+    timeout: float = 120.0
+    seed: int = 0
+
+
+def make_teacher(recipe: DistillRecipe, records: list[Record], root: Path):
+    if recipe.teacher == "attribute":
+        from qponder.teachers.attribute import AttributeTeacher
+
+        teacher = AttributeTeacher(use_mos_hint=recipe.use_mos_hint, seed=recipe.seed)
+        if recipe.calibrate:
+            from qponder.eval.evaluate import open_image
+
+            sample = records[:: max(1, len(records) // recipe.calibrate_max)][: recipe.calibrate_max]
+            teacher.fit([open_image(r.path(root)) for r in sample], [r.mos for r in sample])
+        return teacher
+    if recipe.teacher == "openai":
+        from qponder.teachers.openai import OpenAITeacher
+
+        if not recipe.model:
+            raise QPonderError("distill --teacher openai needs --model (the served model's name)")
+        return OpenAITeacher(base_url=recipe.base_url, model=recipe.model, api_key_env=recipe.api_key_env,
+                             temperature=recipe.temperature, max_tokens=recipe.max_tokens, timeout=recipe.timeout,
+                             concurrency=recipe.concurrency, use_mos_hint=recipe.use_mos_hint)
+    raise QPonderError(f"unknown teacher {recipe.teacher!r}: 'attribute' or 'openai'")
+
+
+def verdict(text: str | None, mos: float, tolerance: float, error: str | None = None) -> tuple[bool, str, float | None]:
+    """(kept, why, teacher score) for one trace."""
+    if error:
+        return False, f"teacher error: {error}", None
+    p = parse(text)
+    if not p.ok:
+        return False, f"unparseable: {p.reason}", None
+    if not p.reasoning:
+        return False, "no reasoning", p.score
+    if abs(p.score - mos) > tolerance:
+        return False, "score disagrees with MOS", p.score
+    return True, "kept", p.score
+
+
+def read_done(path: Path) -> dict[str, dict]:
+    """Finished rows by image; a torn last line (a kill mid-write) is cut off the file."""
+    if not path.exists():
+        return {}
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    done, good_bytes = {}, 0
+    for i, line in enumerate(lines):
+        if not line.strip():
+            good_bytes += len(line) + 1
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if i >= len(lines) - 2:  # the last (unterminated) line: cut it and redo that image
+                break
+            raise QPonderError(f"{path}: line {i + 1} is not JSON; fix or delete the file") from None
+        done[row["image"]] = row
+        good_bytes += len(line) + 1
+    if good_bytes < len(raw):
+        with path.open("r+b") as fh:
+            fh.truncate(min(good_bytes, len(raw)))
+    return done
+
+
+def _row(rec: Record, root: Path, teacher: str, text, error, attempts: int, tolerance: float, history: list) -> dict:
+    kept, why, score = verdict(text, rec.mos, tolerance, error)
+    return {"image": rec.image, "path": str(rec.path(root).resolve()), "mos": rec.mos, "dis_type": rec.dis_type,
+            "family": rec.family, "level": rec.level, "split": rec.split, "teacher": teacher, "text": text,
+            "score": score, "kept": kept, "verdict": why, "attempts": attempts, "rejected": history}
+
+
+def distill(recipe: DistillRecipe, progress: bool = True) -> dict:
+    """Run the teacher over the data (resumably) and return the summary it also writes beside the JSONL."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    from qponder.eval.evaluate import default_image_root, open_image
+
+    data = Path(recipe.data)
+    records = load_records(data)
+    root = Path(recipe.images) if recipe.images else default_image_root(data, records)
+    records = check_images(records, root, skip_missing=recipe.skip_missing, source=str(data))
+    if recipe.limit:
+        records = records[: recipe.limit]
+    out = Path(recipe.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = read_done(out)
+    todo = [r for r in records if r.image not in done]
+    t0 = time.time()
+    teacher = make_teacher(recipe, records, root) if todo else None
+    cols = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn())
+    with out.open("a") as fh, Progress(*cols, disable=not progress) as bar:
+        task = bar.add_task(f"distill ({recipe.teacher})", total=len(records), completed=len(records) - len(todo))
+        history: dict[str, list] = {r.image: [] for r in todo}
+        pending = list(todo)
+        for attempt in range(1, recipe.retries + 2):
+            if not pending:
+                break
+            again = []
+            for rec, text, error in _ask(teacher, pending, root, recipe.use_mos_hint, open_image):
+                row = _row(rec, root, teacher.name, text, error, attempt, recipe.tolerance, history[rec.image])
+                if not row["kept"] and attempt <= recipe.retries:
+                    history[rec.image].append({"text": text, "verdict": row["verdict"]})
+                    again.append(rec)
+                    continue
+                fh.write(json.dumps(row) + "\n")
+                fh.flush()
+                bar.advance(task)
+            pending = again
+    rows = list(read_done(out).values())
+    wanted = {r.image for r in records}
+    rows = [r for r in rows if r["image"] in wanted]
+    summary = {"teacher": recipe.teacher, "data": str(data), "out": str(out), "images": len(rows),
+               "kept": sum(r["kept"] for r in rows),
+               "kept_share": round(sum(r["kept"] for r in rows) / len(rows), 4) if rows else None,
+               "dropped": dict(Counter(r["verdict"].split(":")[0] for r in rows if not r["kept"])),
+               "tolerance": recipe.tolerance, "seconds_this_run": round(time.time() - t0, 1)}
+    out.with_suffix(".summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _ask(teacher, records: list[Record], root: Path, hint: bool, open_image):
+    """Yield (record, text, error) for each record; concurrent when the teacher can batch requests."""
+    mos = (lambda r: r.mos) if hint else (lambda r: None)
+    if hasattr(teacher, "describe_many"):
+        by_key = {r.image: r for r in records}
+        items = ((r.image, open_image(r.path(root)), mos(r)) for r in records)
+        for key, text, error in teacher.describe_many(items):
+            yield by_key[key], text, error
+        return
+    for r in records:
+        try:
+            yield r, teacher.describe(open_image(r.path(root)), mos(r)), None
+        except QPonderError as e:
+            yield r, None, str(e)

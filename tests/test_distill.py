@@ -1,0 +1,101 @@
+"""Distillation: MOS-consistency filter, retries, and the append-only resume property."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from qponder.data.records import Record, write_meta
+from qponder.teachers import distill as D
+
+
+class FakeTeacher:
+    """Says the image's brightness as the score; crashes (like a kill) after `crash_after` images."""
+
+    name = "fake"
+
+    def __init__(self, crash_after=None, offset=0.0):
+        self.calls = 0
+        self.crash_after, self.offset = crash_after, offset
+
+    def describe(self, image, mos=None):
+        if self.crash_after is not None and self.calls >= self.crash_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        v = image.getpixel((0, 0))[0]
+        if v == 0:
+            return "<think>cannot tell</think>"  # unparseable: no answer
+        score = 1 + 4 * v / 255 + self.offset
+        return f"<think>Brightness {v}: the image is {'dark' if v < 128 else 'bright'}.</think><answer>{min(score, 5):.2f}</answer>"
+
+
+@pytest.fixture
+def data(tmp_path):
+    (tmp_path / "images").mkdir()
+    recs = []
+    for i in range(10):
+        v = 25 * i
+        Image.new("RGB", (8, 8), (v, v, v)).save(tmp_path / "images" / f"{i}.png")
+        # images 7..9 get a MOS far from what the teacher says: they must be filtered out
+        recs.append(Record(f"{i}.png", min(5.0, 1 + 4 * v / 255 + (2.0 if i >= 7 else 0.0)) if i < 7 else 1.0))
+    write_meta(recs, tmp_path / "metas" / "train.json")
+    return tmp_path
+
+
+def run(data, out, teacher, monkeypatch, **kw):
+    monkeypatch.setattr(D, "make_teacher", lambda recipe, records, root: teacher)
+    return D.distill(D.DistillRecipe(data=str(data / "metas" / "train.json"), out=str(out), **kw), progress=False)
+
+
+def test_filter_and_summary(data, tmp_path, monkeypatch):
+    s = run(data, tmp_path / "d.jsonl", FakeTeacher(), monkeypatch, tolerance=0.5)
+    rows = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert len(rows) == 10 and s["images"] == 10
+    assert {r["image"] for r in rows if r["kept"]} == {f"{i}.png" for i in range(1, 7)}
+    assert s["kept"] == 6 and s["kept_share"] == 0.6
+    assert s["dropped"] == {"unparseable": 1, "score disagrees with MOS": 3}
+    r0 = next(r for r in rows if r["image"] == "0.png")
+    assert r0["verdict"].startswith("unparseable: no <answer>") and r0["score"] is None
+    assert json.loads((tmp_path / "d.summary.json").read_text())["kept"] == 6
+
+
+def test_retries_record_history(data, tmp_path, monkeypatch):
+    teacher = FakeTeacher()
+    run(data, tmp_path / "d.jsonl", teacher, monkeypatch, retries=2)
+    assert teacher.calls == 10 + 2 * 4  # four rejected images, each asked twice more
+    rows = {json.loads(x)["image"]: json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()}
+    assert rows["8.png"]["attempts"] == 3 and len(rows["8.png"]["rejected"]) == 2
+    assert rows["3.png"]["attempts"] == 1 and rows["3.png"]["rejected"] == []
+
+
+def test_kill_and_rerun_loses_nothing_and_duplicates_nothing(data, tmp_path, monkeypatch):
+    out = tmp_path / "d.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        run(data, out, FakeTeacher(crash_after=4), monkeypatch)
+    assert len(out.read_text().splitlines()) == 4
+    with out.open("a") as fh:
+        fh.write('{"image": "4.png", "mos": 2.')  # torn write of the row being written at the kill
+    second = FakeTeacher()
+    run(data, out, second, monkeypatch)
+    assert second.calls == 6
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted(r["image"] for r in rows) == sorted(f"{i}.png" for i in range(10))
+    clean = tmp_path / "clean.jsonl"
+    run(data, clean, FakeTeacher(), monkeypatch)
+    key = lambda r: r["image"]  # noqa: E731
+    drop = lambda r: {k: v for k, v in r.items()}  # noqa: E731
+    assert sorted(map(drop, rows), key=key) == sorted(map(drop, [json.loads(x) for x in clean.read_text().splitlines()]),
+                                                      key=key)
+
+
+def test_teacher_errors_are_rows_not_crashes(data, tmp_path, monkeypatch):
+    from qponder.errors import QPonderError
+
+    class Flaky(FakeTeacher):
+        def describe(self, image, mos=None):
+            if image.getpixel((0, 0))[0] == 50:
+                raise QPonderError("server said 500")
+            return super().describe(image, mos)
+
+    s = run(data, tmp_path / "d.jsonl", Flaky(), monkeypatch)
+    assert s["images"] == 10 and s["dropped"]["teacher error"] == 1

@@ -1,0 +1,84 @@
+"""Stage-1 SFT on the tiny preset: the loss mask covers exactly the assistant turn, and training learns."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from qponder.data.records import Record, write_meta
+from qponder.models.build import init_model
+from qponder.train.sft import SFTRecipe, make_dataset, sft_examples, train
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sft")
+    init_model("tiny", root / "tiny")
+    (root / "images").mkdir()
+    recs, lines = [], []
+    for i in range(16):
+        v = 15 * i
+        Image.new("RGB", (64, 48), (v, v, 255 - v)).save(root / "images" / f"{i}.png")
+        mos = 1 + 4 * i / 15
+        recs.append(Record(f"{i}.png", mos))
+        text = f"<think>The image is {'dark' if i < 8 else 'bright'} and flat.</think><answer>{mos:.2f}</answer>"
+        lines.append(json.dumps({"image": f"{i}.png", "path": str(root / "images" / f"{i}.png"), "mos": mos,
+                                 "text": text, "score": mos, "kept": i % 5 != 0}))
+    write_meta(recs, root / "metas" / "train.json")
+    (root / "distilled.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_examples_from_distilled_and_meta(setup):
+    rows = sft_examples(SFTRecipe(data=str(setup / "distilled.jsonl")))
+    assert len(rows) == 12  # rejected traces are not trained on
+    assert rows[0]["completion"].startswith("<think>The image is dark") and rows[0]["completion"].endswith("</answer>")
+    plain = sft_examples(SFTRecipe(data=str(setup / "metas" / "train.json"), reasoning=False))
+    assert len(plain) == 16 and plain[-1]["completion"] == "<answer>5.00</answer>"
+    no_cot = sft_examples(SFTRecipe(data=str(setup / "distilled.jsonl"), reasoning=False))
+    assert all("<think>" not in r["completion"] for r in no_cot)
+
+
+def test_label_mask_is_exactly_the_assistant_turn(setup):
+    from trl import SFTConfig, SFTTrainer
+
+    from qponder import prompts
+    from qponder.models import load
+
+    model, proc = load(str(setup / "tiny"))
+    rows = sft_examples(SFTRecipe(data=str(setup / "distilled.jsonl")))[:3]
+    ds = make_dataset(rows, prompts.load("student"))
+    args = SFTConfig(output_dir=str(setup / "ck"), use_cpu=True, bf16=False, assistant_only_loss=True, max_length=None,
+                     remove_unused_columns=False, report_to="none", per_device_train_batch_size=3)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=proc)
+    batch = trainer.data_collator([ds[i] for i in range(3)])
+    tok = proc.tokenizer
+    for i, row in enumerate(rows):
+        trained = batch["labels"][i][batch["labels"][i] != -100].tolist()
+        assert tok.decode(trained) == row["completion"] + "<|im_end|>"
+        assert model.config.image_token_index not in trained
+
+
+def test_a_few_steps_lower_the_loss(setup, tmp_path):
+    out = train(SFTRecipe(model=str(setup / "tiny"), data=str(setup / "distilled.jsonl"), out=str(tmp_path / "ci"),
+                          max_steps=30, per_device_train_batch_size=4, learning_rate=3e-3, logging_steps=5,
+                          save_steps=15, report_to="none"))
+    logs = [h["loss"] for h in json.loads((out / "trainer_state.json").read_text()) if "loss" in h]
+    assert logs[-1] < 0.7 * logs[0]
+    assert (out / "model.safetensors").exists() and (out / "recipe.yaml").exists()
+    from qponder.models import load
+
+    load(str(out))  # the output is a loadable HF folder (Q-Ponder-CI)
+
+
+def test_bad_data_is_a_clear_error(setup, tmp_path):
+    from qponder.errors import QPonderError
+
+    with pytest.raises(QPonderError, match="has no reasoning"):
+        sft_examples(SFTRecipe(data=str(setup / "metas" / "train.json")))
+    with pytest.raises(QPonderError, match="not found"):
+        sft_examples(SFTRecipe(data=str(tmp_path / "nope.jsonl")))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"kept": true, "image": "x.png", "mos": 3, "text": "<answer>3</answer>"}\n{oops\n')
+    with pytest.raises(QPonderError, match="line 1 is kept but has no <think>"):
+        sft_examples(SFTRecipe(data=str(bad)))
