@@ -169,9 +169,19 @@ def _ask(teacher, records: list[Record], root: Path, hint: bool, open_image):
     mos = (lambda r: r.mos) if hint else (lambda r: None)
     if hasattr(teacher, "describe_many"):
         by_key = {r.image: r for r in records}
-        items = ((r.image, open_image(r.path(root)), mos(r)) for r in records)
-        for key, text, error in teacher.describe_many(items):
+        unreadable = []
+
+        def items():  # opened lazily, as request slots free up; a bad file becomes that image's error row
+            for r in records:
+                try:
+                    yield r.image, open_image(r.path(root)), mos(r)
+                except QPonderError as e:
+                    unreadable.append((r, str(e)))
+
+        for key, text, error in teacher.describe_many(items()):
             yield by_key[key], text, error
+        for r, error in unreadable:
+            yield r, None, error
         return
     for r in records:
         try:
