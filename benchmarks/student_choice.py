@@ -1,10 +1,12 @@
 """Which embedded student sees quality best per CPU-minute?
 
-Each variant is initialised offline, fine-tuned (answer-only targets = MOS, the cheapest probe of perception)
-on qponder-synth train with the same data, seed, batch and step budget, then evaluated on the unseen-photo
-test split with greedy decoding. Writes ``benchmarks/results/student_choice.json``.
+Each variant is initialised offline, fine-tuned on the same stage-1 data (the attribute teacher's kept traces
+on qponder-synth train, MOS as the target score), seed, batch and step budget, then evaluated on (every
+``--test-stride``-th image of) the unseen-photo test split with greedy decoding.
+Writes ``benchmarks/results/student_choice.json``.
 
-    .venv/bin/python benchmarks/student_choice.py --synth runs/bench/synth [--steps 300] [--variants a,b]
+    qponder distill --data runs/bench/synth/metas/train.json --out runs/bench/distill/train.jsonl
+    .venv/bin/python benchmarks/student_choice.py --synth runs/bench/synth --distilled runs/bench/distill/train.jsonl
 """
 
 from __future__ import annotations
@@ -16,36 +18,41 @@ import time
 from pathlib import Path
 
 VARIANTS = {
-    # name: (preset, overrides for the spec, SFT recipe overrides)
-    "default-64tok": ("default", {}, {}),
-    "default-64tok-frozen-vision": ("default", {}, {"freeze_vision": True}),
-    "default-256tok": ("default-256", {}, {}),
-    "dinov2-6blocks-64tok": ("default", {"vision_layers": 6}, {}),
-    "smollm2-lora-64tok": ("smollm2", {}, {"lora": True, "lora_r": 16, "lora_alpha": 32, "learning_rate": 2e-4}),
+    # name: (preset, overrides for the spec, SFT recipe overrides, steps (None: --steps))
+    "default": ("default", {}, {}, None),
+    "default-trainable-vision": ("default", {}, {"freeze_vision": False}, None),
+    "default-trainable-vision-lr1e-4": ("default", {}, {"freeze_vision": False, "learning_rate": 1e-4}, None),
+    "default-256tok": ("default-256", {}, {}, None),
+    "dinov2-6blocks": ("default", {"vision_layers": 6}, {}, None),
+    "smollm2-lora": ("smollm2", {}, {"lora": True, "lora_r": 16, "lora_alpha": 32, "learning_rate": 2e-4}, 60),
 }
 
 
-def run_variant(name: str, synth: Path, work: Path, steps: int, batch: int, test_limit: int | None) -> dict:
+def run_variant(name: str, synth: Path, distilled: Path, work: Path, steps: int, batch: int, stride: int) -> dict:
     from qponder.eval.evaluate import evaluate
     from qponder.models.build import init_model
     from qponder.score import Scorer, VLMPredictor
     from qponder.train.sft import SFTRecipe, train
 
-    preset, spec_over, sft_over = VARIANTS[name]
+    from qponder.data.records import read_meta
+
+    preset, spec_over, sft_over, own_steps = VARIANTS[name]
+    steps = own_steps or steps
     t0 = time.time()
     card = init_model(preset, work / name / "init", **spec_over)
     t_init = time.time() - t0
-    recipe = SFTRecipe(model=str(work / name / "init"), data=str(synth / "metas" / "train.json"),
-                       out=str(work / name / "sft"), reasoning=False, max_steps=steps,
-                       per_device_train_batch_size=batch, learning_rate=1e-3, logging_steps=25,
+    recipe = SFTRecipe(model=str(work / name / "init"), data=str(distilled),
+                       out=str(work / name / "sft"), reasoning=True, max_steps=steps,
+                       per_device_train_batch_size=batch, logging_steps=25,
                        save_steps=10 ** 6, report_to="none", seed=0, **sft_over)
     t0 = time.time()
     train(recipe)
     t_train = time.time() - t0
-    scorer = Scorer.from_pretrained(work / name / "sft", max_new_tokens=12)
+    scorer = Scorer.from_pretrained(work / name / "sft", max_new_tokens=256)
+    test = read_meta(synth / "metas" / "test.json")[::stride]
     t0 = time.time()
-    s = evaluate(VLMPredictor(scorer, think=False), synth / "metas" / "test.json", work / name / "eval",
-                 limit=test_limit, progress=False)
+    s = evaluate(VLMPredictor(scorer), synth / "metas" / "test.json", work / name / "eval", records=test,
+                 progress=False)
     t_eval = time.time() - t0
     return {
         "variant": name, "preset": preset, "spec_overrides": spec_over, "sft_overrides": sft_over,
@@ -53,6 +60,7 @@ def run_variant(name: str, synth: Path, work: Path, steps: int, batch: int, test
         "steps": steps, "batch": batch, "init_s": round(t_init, 1), "train_s": round(t_train, 1),
         "s_per_step": round(t_train / steps, 3), "eval_s": round(t_eval, 1),
         "test_n": s["n"], "srcc": s["srcc"], "plcc": s["plcc"], "parse_fail_rate": s["parse_fail_rate"],
+        "family_acc": s.get("family_acc"), "mean_tokens": s["mean_tokens"], "images_per_second": s["images_per_second"],
         "srcc_per_train_minute": round(s["srcc"] / (t_train / 60), 4) if s["srcc"] else None,
     }
 
@@ -63,14 +71,15 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/bench/student_choice"))
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--test-limit", type=int, default=None)
+    ap.add_argument("--distilled", required=True, type=Path)
+    ap.add_argument("--test-stride", type=int, default=4)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/student_choice.json"))
     a = ap.parse_args()
     results = json.loads(a.out.read_text())["results"] if a.out.exists() else {}
     for name in a.variants.split(","):
         print(f"== {name}", flush=True)
-        results[name] = run_variant(name, a.synth, a.work, a.steps, a.batch, a.test_limit)
+        results[name] = run_variant(name, a.synth, a.distilled, a.work, a.steps, a.batch, a.test_stride)
         print(json.dumps(results[name]), flush=True)
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps({"machine": platform.processor() or platform.machine(),

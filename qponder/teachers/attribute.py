@@ -846,3 +846,23 @@ class AttributeTeacher:
         sev = [detectors(measure(im)) for im in images]
         self.calibration = fit_calibration(sev, list(mos), n_knots=n_knots)
         return self.calibration
+
+
+def phrase_bank() -> list[str]:
+    """Every sentence template this teacher writes with, so a small student's tokenizer can learn its words."""
+    out: list[str] = []
+
+    def walk(x) -> None:
+        if isinstance(x, str):
+            if " " in x:
+                out.append(x)
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, (tuple, list)):
+            for v in x:
+                walk(v)
+
+    for name in ("_OPENERS", "_NEUTRAL", "_PROBLEM", "_DOMINANT", "_ALSO", "_IMPACT", "_CLEAN", "_CONCLUDE", "_HINT_GAP"):
+        walk(globals()[name])
+    return out

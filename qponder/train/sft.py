@@ -31,7 +31,7 @@ class SFTRecipe:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_target_modules: str = "all-linear"
-    freeze_vision: bool = False
+    freeze_vision: bool = True  # measured: training the DINOv2 tower at the LM's lr destroys its features (docs/student.md)
     max_steps: int = 300  # <= 0: use num_train_epochs
     num_train_epochs: float = 1.0
     per_device_train_batch_size: int = 8
