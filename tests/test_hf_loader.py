@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import pickle
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -53,11 +52,8 @@ def _copy_model_folder(model, processor, out: Path) -> Path:
     return out
 
 
-def test_tiny_build_is_fast_and_is_the_documented_model(tiny, tmp_path):
-    start = time.perf_counter()
+def test_tiny_build_is_the_documented_model(tiny, tmp_path):
     again = build_tiny_qwen25vl(tmp_path / "again", seed=0)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 5.0, f"tiny build took {elapsed:.2f} s"
     names = {p.name for p in tiny.iterdir()}
     assert {"config.json", "model.safetensors", "processor_config.json", "tokenizer.json",
             "tokenizer_config.json", "chat_template.jinja", "generation_config.json"} <= names
