@@ -82,3 +82,19 @@ def test_bad_data_is_a_clear_error(setup, tmp_path):
     bad.write_text('{"kept": true, "image": "x.png", "mos": 3, "text": "<answer>3</answer>"}\n{oops\n')
     with pytest.raises(QPonderError, match="line 1 is kept but has no <think>"):
         sft_examples(SFTRecipe(data=str(bad)))
+
+
+def test_lora_and_resume(setup, tmp_path):
+    out = tmp_path / "lora"
+    base = dict(model=str(setup / "tiny"), data=str(setup / "distilled.jsonl"), out=str(out), lora=True, lora_r=4,
+                per_device_train_batch_size=4, learning_rate=3e-3, logging_steps=2, save_steps=4, report_to="none")
+    train(SFTRecipe(max_steps=4, **base))
+    assert (out / "adapter" / "adapter_config.json").exists()
+    assert (out / "checkpoints" / "checkpoint-4").is_dir()
+    from qponder.models import load
+
+    model, _ = load(str(out))  # the LoRA weights are merged into a plain HF folder
+    assert not any("lora" in n for n, _ in model.named_parameters())
+    train(SFTRecipe(max_steps=6, **base), resume=True)
+    steps = [h["step"] for h in json.loads((out / "trainer_state.json").read_text()) if "loss" in h]
+    assert steps == [2, 4, 6]  # the resumed run continued from step 4 instead of starting over
