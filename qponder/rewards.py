@@ -1,0 +1,140 @@
+"""GRPO rewards: small pure functions with TRL's signature.
+
+``fn(completions, **columns) -> list[float | None]``: ``completions`` are TRL's conversational completions
+(``[[{"role": "assistant", "content": str}], ...]``) or plain strings; dataset columns (``mos``, ``image``,
+``family``, ``level``) arrive as keyword lists aligned with the completions. A parse failure scores 0, never a
+random score; ``None`` means "does not apply to this sample" (TRL then ignores the term for it).
+
+Registry: ``REWARDS[name]``; recipes select and weight them by name.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import fmean, variance
+from typing import Callable
+
+from qponder.eval.reasoning import named_family, named_level
+from qponder.models.answer import is_strict, parse
+
+
+def _text(c) -> str:
+    if isinstance(c, str):
+        return c
+    if isinstance(c, list) and c and isinstance(c[-1], dict):
+        return c[-1].get("content") or ""
+    return str(c)
+
+
+def _scores(completions) -> list[float | None]:
+    return [parse(_text(c)).score for c in completions]
+
+
+def format_strict(completions, **_) -> list[float]:
+    """1 when the completion is exactly one <think> block then one <answer> block with a valid score."""
+    return [1.0 if is_strict(_text(c)) else 0.0 for c in completions]
+
+
+def format_lenient(completions, **_) -> list[float]:
+    """1 when the answer contract's parser finds a valid score, whatever surrounds it."""
+    return [1.0 if s is not None else 0.0 for s in _scores(completions)]
+
+
+def accuracy_threshold(completions, mos, eps: float = 0.35, **_) -> list[float]:
+    """Q-Insight's rule: 1 if |score - MOS| < eps."""
+    return [1.0 if s is not None and abs(s - m) < eps else 0.0 for s, m in zip(_scores(completions), mos)]
+
+
+def accuracy_continuous(completions, mos, width: float = 0.5, kind: str = "gaussian", **_) -> list[float]:
+    """A smooth reward of the error, so that near answers beat far ones inside a group.
+
+    gaussian: exp(-d^2 / (2 w^2)); laplace: exp(-d / w). With w = 0.5 an error of 0.5 earns 0.61 (gaussian).
+    """
+    out = []
+    for s, m in zip(_scores(completions), mos):
+        if s is None:
+            out.append(0.0)
+            continue
+        d = abs(s - m)
+        out.append(math.exp(-d * d / (2 * width * width)) if kind == "gaussian" else math.exp(-d / width))
+    return out
+
+
+def _phi(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def ranking(completions, mos, image, **_) -> list[float | None]:
+    """VisualQuality-R1's in-batch Thurstone fidelity reward.
+
+    For rollout k of image i with score q: p = Phi((q - mu_j) / sqrt(var_i + var_j + 1e-6)) against every other
+    image j of the batch (mu, var over j's parsed rollouts), g = 1 / 0.5 / 0 as MOS_i >, =, < MOS_j, and
+    f = sqrt(p g + 1e-6) + sqrt((1 - p)(1 - g) + 1e-6); the reward is the mean f over j. Unlike the original,
+    an unparseable rollout scores 0 and is left out of the image's statistics. ``None`` when the batch holds
+    fewer than two distinct images (no pair to rank).
+    """
+    scores = _scores(completions)
+    groups: dict[str, list[float]] = {}
+    label: dict[str, float] = {}
+    for s, m, im in zip(scores, mos, image):
+        key = str(im)
+        label[key] = m
+        groups.setdefault(key, [])
+        if s is not None:
+            groups[key].append(s)
+    stats = {k: (fmean(v), variance(v) if len(v) > 1 else 0.0) for k, v in groups.items() if v}
+    if len(label) < 2:
+        return [None] * len(completions)
+    out: list[float | None] = []
+    for s, im in zip(scores, image):
+        i = str(im)
+        others = [j for j in stats if j != i]
+        if s is None or not others:
+            out.append(0.0 if s is None else None)
+            continue
+        var_i = stats[i][1] if i in stats else 0.0
+        fs = []
+        for j in others:
+            mu_j, var_j = stats[j]
+            p = _phi((s - mu_j) / math.sqrt(var_i + var_j + 1e-6))
+            g = 1.0 if label[i] > label[j] else 0.0 if label[i] < label[j] else 0.5
+            fs.append(math.sqrt(p * g + 1e-6) + math.sqrt((1 - p) * (1 - g) + 1e-6))
+        out.append(fmean(fs))
+    return out
+
+
+def degradation(completions, family, level=None, **_) -> list[float | None]:
+    """Q-Insight-style: 0.25 for naming the right distortion family, +0.75 if the severity is right too.
+
+    A pristine reference (family "none") earns 1 when the reasoning names no family. Compounds ("a+b") count
+    either family. ``None`` where the sample has no distortion label.
+    """
+    levels = level if level is not None else [None] * len(completions)
+    out: list[float | None] = []
+    for c, fam, lv in zip(completions, family, levels):
+        if not fam:
+            out.append(None)
+            continue
+        p = parse(_text(c))
+        if not p.ok or p.reasoning is None:  # a parse failure earns nothing, whatever its reasoning says
+            out.append(0.0)
+            continue
+        named = named_family(p.reasoning)
+        if fam == "none":
+            out.append(1.0 if named is None else 0.0)
+            continue
+        r = 0.25 if named in fam.split("+") else 0.0
+        if r and lv and "+" not in fam and named_level(p.reasoning) == lv:
+            r += 0.75
+        out.append(r)
+    return out
+
+
+REWARDS: dict[str, Callable[..., list]] = {
+    "format": format_strict,
+    "format_lenient": format_lenient,
+    "accuracy_threshold": accuracy_threshold,
+    "accuracy_continuous": accuracy_continuous,
+    "ranking": ranking,
+    "degradation": degradation,
+}
