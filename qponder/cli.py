@@ -214,6 +214,26 @@ def sft_cmd(
     console.print(f"SFT -> {train(recipe, resume=resume)}")
 
 
+@app.command("grpo")
+def grpo_cmd(
+    config: Optional[Path] = typer.Option(None, help="Recipe YAML."),
+    model: Optional[str] = typer.Option(None, help="Q-Ponder-CI folder (or any VLM)."),
+    data: Optional[Path] = typer.Option(None, help="Meta JSON or CSV with MOS."),
+    images: Optional[Path] = typer.Option(None, help="Image root."),
+    out: Optional[Path] = typer.Option(None, help="Output folder: the RL-trained model (Q-Ponder)."),
+    max_steps: Optional[int] = typer.Option(None),
+    resume: bool = typer.Option(False, help="Continue from the last checkpoint in OUT."),
+    set_: list[str] = typer.Option([], "--set", help="Override any recipe key: --set key=value."),
+):
+    """Stage 2: GRPO with the reward registry (qponder.rewards) -> Q-Ponder."""
+    from qponder.config import build
+    from qponder.train.grpo import GRPORecipe, train
+
+    recipe = build(GRPORecipe, config, set_, model=model, data=_s(data), images=_s(images), out=_s(out),
+                   max_steps=max_steps)
+    console.print(f"GRPO -> {train(recipe, resume=resume)}")
+
+
 def _s(p: Optional[Path]) -> Optional[str]:
     return None if p is None else str(p)
 

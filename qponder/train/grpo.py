@@ -1,0 +1,137 @@
+"""Stage 2 training: GRPO with TRL's GRPOTrainer from Q-Ponder-CI -> Q-Ponder.
+
+Rewards come from ``qponder.rewards`` by name, weighted by the recipe. Every reward term's mean/std is
+logged by TRL; ``format_lenient`` always runs (at weight 0 unless the recipe weights it) so the share of
+parseable completions is in the logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qponder import prompts
+from qponder.errors import QPonderError
+
+
+@dataclass
+class GRPORecipe:
+    model: str = ""  # Q-Ponder-CI folder (or any VLM)
+    data: str = ""  # meta JSON / CSV with MOS (and distortion labels for `degradation`)
+    images: str | None = None
+    out: str = "runs/grpo"
+    rewards: dict = field(default_factory=lambda: {"format": 0.2, "accuracy_continuous": 1.0})
+    reward_kwargs: dict = field(default_factory=dict)  # e.g. {"accuracy_threshold": {"eps": 0.35}}
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_target_modules: str = "all-linear"
+    freeze_vision: bool = True
+    max_steps: int = 50
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    num_generations: int = 8
+    max_completion_length: int = 256
+    temperature: float = 1.0
+    learning_rate: float = 1e-5
+    beta: float = 0.04
+    loss_type: str = "grpo"
+    seed: int = 0
+    logging_steps: int = 5
+    save_steps: int = 25
+    save_total_limit: int = 2
+    bf16: bool = False
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"
+    report_to: str = "tensorboard"
+    trust_remote_code: bool = False
+    extra_args: dict = field(default_factory=dict)
+
+
+def reward_functions(weights: dict, kwargs: dict) -> tuple[list, list[float]]:
+    """Named callables for TRL (it logs each under its __name__), and their weights."""
+    from qponder.rewards import REWARDS
+
+    weights = dict(weights)
+    weights.setdefault("format_lenient", 0.0)  # logged as the parse-success rate
+    funcs, ws = [], []
+    for name, w in weights.items():
+        if name not in REWARDS:
+            raise QPonderError(f"unknown reward {name!r}; available: {', '.join(REWARDS)}")
+        fn, kw = REWARDS[name], dict(kwargs.get(name, {}))
+
+        def bound(completions, _fn=fn, _kw=kw, **cols):
+            return _fn(completions, **cols, **_kw)
+
+        bound.__name__ = name
+        funcs.append(bound)
+        ws.append(float(w))
+    return funcs, ws
+
+
+def make_dataset(data: str, images: str | None):
+    from datasets import Dataset, Image
+
+    from qponder.data.records import check_images, load_records
+    from qponder.eval.evaluate import default_image_root
+
+    recs = load_records(data)
+    root = Path(images) if images else default_image_root(Path(data), recs)
+    recs = check_images(recs, root, source=str(data))
+    prompt = prompts.load("student")
+    ds = Dataset.from_dict({
+        "prompt": [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]] * len(recs),
+        "image": [str(r.path(root)) for r in recs],
+        "mos": [r.mos for r in recs],
+        "family": [r.family for r in recs],
+        "level": [r.level for r in recs],
+    })
+    return ds.cast_column("image", Image())
+
+
+def train(recipe: GRPORecipe, resume: bool = False) -> Path:
+    import torch
+    from trl import GRPOConfig, GRPOTrainer
+
+    from qponder.config import dump
+    from qponder.models import load, save
+    from qponder.train.sft import _last_checkpoint, vision_modules
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not recipe.model or not recipe.data:
+        raise QPonderError("grpo: --model (Q-Ponder-CI folder) and --data (meta/CSV with MOS) are required")
+    out = Path(recipe.out)
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "logs")
+    dataset = make_dataset(recipe.data, recipe.images)
+    model, processor = load(recipe.model, trust_remote_code=recipe.trust_remote_code)
+    if recipe.freeze_vision:
+        for p in vision_modules(model).parameters():
+            p.requires_grad_(False)
+    peft_config = None
+    if recipe.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha,
+                                 target_modules=recipe.lora_target_modules, task_type="CAUSAL_LM")
+    funcs, weights = reward_functions(recipe.rewards, recipe.reward_kwargs)
+    cpu = not torch.cuda.is_available()
+    args = GRPOConfig(
+        output_dir=str(out / "checkpoints"), max_steps=recipe.max_steps,
+        per_device_train_batch_size=recipe.per_device_train_batch_size,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps, num_generations=recipe.num_generations,
+        max_completion_length=recipe.max_completion_length, temperature=recipe.temperature,
+        learning_rate=recipe.learning_rate, beta=recipe.beta, loss_type=recipe.loss_type, seed=recipe.seed,
+        logging_steps=recipe.logging_steps, save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit,
+        bf16=recipe.bf16 and not cpu, use_cpu=cpu, use_vllm=recipe.use_vllm, vllm_mode=recipe.vllm_mode,
+        reward_weights=weights, report_to=recipe.report_to, gradient_checkpointing=False,
+        remove_unused_columns=False, dataloader_num_workers=0, **recipe.extra_args)
+    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
+                          processing_class=processor, peft_config=peft_config)
+    dump(recipe, out / "recipe.yaml")
+    trainer.train(resume_from_checkpoint=_last_checkpoint(out) if resume else None)
+    final = trainer.model.merge_and_unload() if recipe.lora else trainer.model
+    save(final, processor, out)
+    (out / "trainer_state.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    return out

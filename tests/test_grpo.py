@@ -1,0 +1,52 @@
+"""A few GRPO steps on the tiny preset run end to end, log every reward term, and change the weights."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from qponder.data.records import Record, write_meta
+from qponder.errors import QPonderError
+from qponder.models.build import init_model
+from qponder.train.grpo import GRPORecipe, reward_functions, train
+
+
+def test_unknown_reward_is_a_clear_error():
+    with pytest.raises(QPonderError, match="unknown reward 'acuracy'"):
+        reward_functions({"acuracy": 1.0}, {})
+    funcs, weights = reward_functions({"accuracy_threshold": 1.0}, {"accuracy_threshold": {"eps": 0.5}})
+    assert [f.__name__ for f in funcs] == ["accuracy_threshold", "format_lenient"] and weights == [1.0, 0.0]
+    assert funcs[0](["<answer>3.40</answer>"], mos=[3.0]) == [1.0]  # the recipe's eps reached the function
+
+
+@pytest.mark.timeout(600)
+def test_a_few_grpo_steps_change_the_weights(tmp_path):
+    init_model("tiny", tmp_path / "tiny")
+    (tmp_path / "images").mkdir()
+    recs = []
+    for i in range(8):
+        Image.new("RGB", (64, 48), (30 * i, 20, 200 - 20 * i)).save(tmp_path / "images" / f"{i}.png")
+        recs.append(Record(f"{i}.png", 1 + i * 0.5, family="blur", level=1 + i % 5))
+    write_meta(recs, tmp_path / "metas" / "train.json")
+    # GRPO starts from a cold-started model (Q-Ponder-CI): a random one never parses, so every reward is 0
+    # and GRPO has no advantage to follow
+    from qponder.train.sft import SFTRecipe
+    from qponder.train.sft import train as sft
+
+    ci = sft(SFTRecipe(model=str(tmp_path / "tiny"), data=str(tmp_path / "metas" / "train.json"), reasoning=False,
+                       out=str(tmp_path / "ci"), max_steps=150, per_device_train_batch_size=8, learning_rate=5e-3,
+                       save_steps=1000, report_to="none"))
+    before = load_file(ci / "model.safetensors")
+    out = train(GRPORecipe(model=str(ci), data=str(tmp_path / "metas" / "train.json"),
+                           out=str(tmp_path / "grpo"), max_steps=2, per_device_train_batch_size=4, num_generations=4,
+                           max_completion_length=12, learning_rate=1e-3, beta=0.0, temperature=0.8, logging_steps=1, save_steps=2,
+                           report_to="none",
+                           rewards={"format": 0.5, "accuracy_continuous": 1.0, "degradation": 0.5}))
+    after = load_file(out / "model.safetensors")
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed and not any("vision_tower" in k for k in changed)  # the frozen tower stays as it was
+    logs = [h for h in json.loads((out / "trainer_state.json").read_text()) if "reward" in h]
+    assert logs and all(f"rewards/{n}/mean" in logs[0] for n in ("format", "accuracy_continuous", "format_lenient"))
+    assert any(h["rewards/format_lenient/mean"] > 0 for h in logs)
