@@ -36,7 +36,9 @@ def make_predictor(model: str, think: bool = True, samples: int = 1, seed: int =
 
     if model.lower() in BASELINES:
         return create_baseline(model.lower())
-    if Path(model).is_dir() or model.startswith("preset:") or _looks_like_hub_id(model):
+    from qponder.models.hf import looks_like_hub_id
+
+    if Path(model).is_dir() or model.startswith("preset:") or looks_like_hub_id(model):
         from qponder.score import Scorer, VLMPredictor
 
         scorer = Scorer.from_pretrained(model, trust_remote_code=trust_remote_code, batch_size=batch_size,
@@ -44,10 +46,6 @@ def make_predictor(model: str, think: bool = True, samples: int = 1, seed: int =
         return VLMPredictor(scorer, think=think, samples=samples, seed=seed)
     raise QPonderError(f"unknown model {model!r}: expected one of {', '.join(sorted(BASELINES))}, "
                        "a model folder, preset:NAME or a hub id (org/name)")
-
-
-def _looks_like_hub_id(s: str) -> bool:
-    return s.count("/") == 1 and not s.startswith((".", "/", "~")) and not Path(s).exists()
 
 
 def default_image_root(data: Path, records: list[Record]) -> Path:

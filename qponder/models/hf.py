@@ -284,6 +284,11 @@ def _looks_like_path(s: str) -> bool:
     )
 
 
+def looks_like_hub_id(s: str) -> bool:
+    """``org/name`` that is not a local path: worth handing to the hub client."""
+    return s.count("/") == 1 and not _looks_like_path(s) and not Path(s).expanduser().exists()
+
+
 def _resolve(path_or_id: str) -> tuple[str, bool]:
     """(what to pass to from_pretrained, is it a local folder)."""
     s = str(path_or_id)

@@ -7,8 +7,6 @@ parseable completions is in the logs.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +25,7 @@ class GRPORecipe:
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
+    lora_dropout: float = 0.05
     lora_target_modules: str = "all-linear"
     freeze_vision: bool = True
     max_steps: int = 50
@@ -92,31 +91,16 @@ def make_dataset(data: str, images: str | None):
 
 
 def train(recipe: GRPORecipe, resume: bool = False) -> Path:
-    import torch
     from trl import GRPOConfig, GRPOTrainer
 
-    from qponder.config import dump
-    from qponder.models import load, save
-    from qponder.train.sft import _last_checkpoint, vision_modules
+    from qponder.train.common import prepare, run
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not recipe.model or not recipe.data:
         raise QPonderError("grpo: --model (Q-Ponder-CI folder) and --data (meta/CSV with MOS) are required")
     out = Path(recipe.out)
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "logs")
     dataset = make_dataset(recipe.data, recipe.images)
-    model, processor = load(recipe.model, trust_remote_code=recipe.trust_remote_code)
-    if recipe.freeze_vision:
-        for p in vision_modules(model).parameters():
-            p.requires_grad_(False)
-    peft_config = None
-    if recipe.lora:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha,
-                                 target_modules=recipe.lora_target_modules, task_type="CAUSAL_LM")
+    model, processor, peft_config, cpu = prepare(recipe, out)
     funcs, weights = reward_functions(recipe.rewards, recipe.reward_kwargs)
-    cpu = not torch.cuda.is_available()
     args = GRPOConfig(
         output_dir=str(out / "checkpoints"), max_steps=recipe.max_steps,
         per_device_train_batch_size=recipe.per_device_train_batch_size,
@@ -129,9 +113,4 @@ def train(recipe: GRPORecipe, resume: bool = False) -> Path:
         remove_unused_columns=False, dataloader_num_workers=0, **recipe.extra_args)
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                           processing_class=processor, peft_config=peft_config)
-    dump(recipe, out / "recipe.yaml")
-    trainer.train(resume_from_checkpoint=_last_checkpoint(out) if resume else None)
-    final = trainer.model.merge_and_unload() if recipe.lora else trainer.model
-    save(final, processor, out)
-    (out / "trainer_state.json").write_text(json.dumps(trainer.state.log_history, indent=1))
-    return out
+    return run(trainer, recipe, processor, out, resume)

@@ -9,7 +9,6 @@ target is the answer alone. The loss covers the assistant turn only.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,48 +115,18 @@ def make_dataset(rows: list[dict], prompt: str):
     return ds.cast_column("image", Image())
 
 
-def vision_modules(model):
-    """The vision tower of any supported VLM (AyaVision/LLaVA: vision_tower; Qwen-VL: visual)."""
-    inner = getattr(model, "model", model)
-    for name in ("vision_tower", "visual", "vision_model"):
-        if hasattr(inner, name):
-            return getattr(inner, name)
-    raise QPonderError(f"{type(model).__name__}: cannot find the vision tower to freeze")
-
-
-def _last_checkpoint(out: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(out / "checkpoints")) if (out / "checkpoints").is_dir() else None
-
-
 def train(recipe: SFTRecipe, resume: bool = False) -> Path:
     """Run SFT and write an HF folder (model + processor) to ``recipe.out``; returns it."""
-    import torch
     from trl import SFTConfig, SFTTrainer
 
-    from qponder.config import dump
-    from qponder.models import load, save
+    from qponder.train.common import prepare, run
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not recipe.model:
         raise QPonderError("sft: no --model given (a student folder from `qponder model init` or an HF VLM)")
     out = Path(recipe.out)
     rows = sft_examples(recipe)
-    prompt = prompts.load("student" if recipe.reasoning else "student_nothink")
-    dataset = make_dataset(rows, prompt)
-    model, processor = load(recipe.model, trust_remote_code=recipe.trust_remote_code)
-    if recipe.freeze_vision:
-        for p in vision_modules(model).parameters():
-            p.requires_grad_(False)
-    peft_config = None
-    if recipe.lora:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
-                                 target_modules=recipe.lora_target_modules, task_type="CAUSAL_LM")
-    cpu = not torch.cuda.is_available()
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "logs")  # transformers 5 has no logging_dir argument
+    dataset = make_dataset(rows, prompts.load("student" if recipe.reasoning else "student_nothink"))
+    model, processor, peft_config, cpu = prepare(recipe, out)
     args = SFTConfig(
         output_dir=str(out / "checkpoints"), max_steps=recipe.max_steps if recipe.max_steps > 0 else -1,
         num_train_epochs=recipe.num_train_epochs, per_device_train_batch_size=recipe.per_device_train_batch_size,
@@ -170,13 +139,4 @@ def train(recipe: SFTRecipe, resume: bool = False) -> Path:
         remove_unused_columns=False, dataloader_num_workers=0, **recipe.extra_args)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
                          peft_config=peft_config)
-    dump(recipe, out / "recipe.yaml")
-    checkpoint = _last_checkpoint(out) if resume else None
-    trainer.train(resume_from_checkpoint=checkpoint)
-    final = trainer.model
-    if recipe.lora:
-        trainer.model.save_pretrained(out / "adapter")
-        final = trainer.model.merge_and_unload()  # one plain HF folder for GRPO, eval and the Scorer
-    save(final, processor, out)
-    (out / "trainer_state.json").write_text(json.dumps(trainer.state.log_history, indent=1))
-    return out
+    return run(trainer, recipe, processor, out, resume)

@@ -1,0 +1,61 @@
+"""What SFT and GRPO share: loading and preparing the model, and running and saving a TRL trainer."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from qponder.errors import QPonderError
+
+
+def vision_modules(model):
+    """The vision tower of any supported VLM (AyaVision/LLaVA: vision_tower; Qwen-VL: visual)."""
+    inner = getattr(model, "model", model)
+    for name in ("vision_tower", "visual", "vision_model"):
+        if hasattr(inner, name):
+            return getattr(inner, name)
+    raise QPonderError(f"{type(model).__name__}: cannot find the vision tower to freeze")
+
+
+def last_checkpoint(out: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(out / "checkpoints")) if (out / "checkpoints").is_dir() else None
+
+
+def prepare(recipe, out: Path):
+    """(model, processor, peft_config, on_cpu) for a recipe with model / freeze_vision / lora* fields."""
+    import torch
+
+    from qponder.models import load
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "logs")  # transformers 5 has no logging_dir argument
+    model, processor = load(recipe.model, trust_remote_code=recipe.trust_remote_code)
+    if recipe.freeze_vision:
+        for p in vision_modules(model).parameters():
+            p.requires_grad_(False)
+    peft_config = None
+    if recipe.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
+                                 target_modules=recipe.lora_target_modules, task_type="CAUSAL_LM")
+    return model, processor, peft_config, not torch.cuda.is_available()
+
+
+def run(trainer, recipe, processor, out: Path, resume: bool) -> Path:
+    """Train (from the last checkpoint when resuming) and write one plain HF folder to ``out``."""
+    from qponder.config import dump
+    from qponder.models import save
+
+    dump(recipe, out / "recipe.yaml")
+    trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
+    final = trainer.model
+    if recipe.lora:
+        trainer.model.save_pretrained(out / "adapter")
+        final = trainer.model.merge_and_unload()  # one plain HF folder for GRPO, eval and the Scorer
+    save(final, processor, out)
+    (out / "trainer_state.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    return out
