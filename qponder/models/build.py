@@ -81,7 +81,7 @@ def get_preset(name: str, **overrides) -> StudentSpec:
     return replace(PRESETS[name], **overrides)
 
 
-def train_tokenizer(vocab_size: int, extra_text: list[str] | None = None):
+def train_tokenizer(vocab_size: int, extra_text: list[str] | None = None, teacher_phrases: bool = True):
     """A byte-level BPE (digits split one per token, so scores are read digit by digit) on IQA vocabulary."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -99,8 +99,8 @@ def train_tokenizer(vocab_size: int, extra_text: list[str] | None = None):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     # the words our offline teacher reasons with: a random LM reads them in ~1.3 tokens/word instead of ~3
-    corpus = (corpus_lines() + phrase_bank() + [prompts.load("student"), prompts.load("student_nothink")]
-              + (extra_text or []))
+    corpus = (corpus_lines() + (phrase_bank() if teacher_phrases else [])
+              + [prompts.load("student"), prompts.load("student_nothink")] + (extra_text or []))
     tok.train_from_iterator(corpus * 4, trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=None, eos_token="<|im_end|>",
                                    pad_token="<|endoftext|>", unk_token=None, padding_side="left")
