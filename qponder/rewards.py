@@ -130,11 +130,49 @@ def degradation(completions, family, level=None, **_) -> list[float | None]:
     return out
 
 
+def _gauss(d: float, width: float) -> float:
+    return math.exp(-d * d / (2 * width * width))
+
+
+def consistency(completions, mos, judge: str | None = None, width: float = 0.5, **_) -> list[float]:
+    """Q-Ponder's reasoning-consistency reward: the reasoning alone must support the answer, and the answer the MOS.
+
+    A judge (``qponder.judge``; the packaged text regressor by default) reads the ``<think>`` text with its
+    digits removed and gives the score it implies, s_r. With s the answer and g(d) = exp(-d^2 / (2 width^2)):
+
+        consistency = g(|s - MOS|) * g(|s_r - s|)
+
+    The accuracy factor is what keeps the term honest: reasoning that agrees with a wrong answer earns at most
+    that answer's accuracy, so being consistent never pays more than being right. With the recommended weights
+    (accuracy_continuous 1.0, consistency 0.25, same width) a completion off by 0.35 or more (Q-Insight's "wrong")
+    earns at most 1.25 * g(0.35) = 0.978 from the two terms, less than an exact answer's 1.0 whatever either
+    reasoning says. No reasoning, or no parseable answer, earns 0.
+    """
+    from qponder.judge import load_judge
+
+    parsed = [parse(_text(c)) for c in completions]
+    implied = load_judge(judge).implied([p.reasoning if p.ok else None for p in parsed])
+    out = []
+    for p, r, m in zip(parsed, implied, mos):
+        out.append(0.0 if p.score is None or r is None else _gauss(abs(p.score - m), width) * _gauss(abs(r - p.score), width))
+    return out
+
+
 REWARDS: dict[str, Callable[..., list]] = {
     "format": format_strict,
     "format_lenient": format_lenient,
     "accuracy_threshold": accuracy_threshold,
     "accuracy_continuous": accuracy_continuous,
+    "consistency": consistency,
     "ranking": ranking,
     "degradation": degradation,
+}
+
+# Named reward mixes a recipe can ask for with ``rewards: NAME`` (``qponder`` is ours; the others are the
+# peers' rewards on the same footing, for ablations).
+PRESETS: dict[str, dict[str, float]] = {
+    "qponder": {"format": 0.2, "accuracy_continuous": 1.0, "consistency": 0.25},
+    "accuracy": {"format": 0.2, "accuracy_continuous": 1.0},
+    "q-insight": {"format": 0.2, "accuracy_threshold": 1.0},
+    "visualquality-r1": {"format": 0.2, "ranking": 1.0},
 }

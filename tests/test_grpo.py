@@ -19,6 +19,13 @@ def test_unknown_reward_is_a_clear_error():
     funcs, weights = reward_functions({"accuracy_threshold": 1.0}, {"accuracy_threshold": {"eps": 0.5}})
     assert [f.__name__ for f in funcs] == ["accuracy_threshold", "format_lenient"] and weights == [1.0, 0.0]
     assert funcs[0](["<answer>3.40</answer>"], mos=[3.0]) == [1.0]  # the recipe's eps reached the function
+    funcs, weights = reward_functions("qponder", {})
+    assert [f.__name__ for f in funcs] == ["format", "accuracy_continuous", "consistency", "format_lenient"]
+    assert weights == [0.2, 1.0, 0.25, 0.0]
+    with pytest.raises(QPonderError, match="unknown reward preset 'qpondr'"):
+        reward_functions("qpondr", {})
+    with pytest.raises(QPonderError, match="does not use: ranking"):
+        reward_functions("qponder", {"ranking": {}})
 
 
 @pytest.mark.timeout(600)
@@ -43,10 +50,10 @@ def test_a_few_grpo_steps_change_the_weights(tmp_path):
                            out=str(tmp_path / "grpo"), max_steps=2, per_device_train_batch_size=4, num_generations=4,
                            max_completion_length=12, learning_rate=1e-3, beta=0.0, temperature=0.8, logging_steps=1, save_steps=2,
                            report_to="none",
-                           rewards={"format": 0.5, "accuracy_continuous": 1.0, "degradation": 0.5}))
+                           rewards={"format": 0.5, "accuracy_continuous": 1.0, "consistency": 0.25, "degradation": 0.5}))
     after = load_file(out / "model.safetensors")
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed and not any("vision_tower" in k for k in changed)  # the frozen tower stays as it was
     logs = [h for h in json.loads((out / "trainer_state.json").read_text()) if "reward" in h]
-    assert logs and all(f"rewards/{n}/mean" in logs[0] for n in ("format", "accuracy_continuous", "format_lenient"))
+    assert logs and all(f"rewards/{n}/mean" in logs[0] for n in ("format", "accuracy_continuous", "consistency", "format_lenient"))
     assert any(h["rewards/format_lenient/mean"] > 0 for h in logs)

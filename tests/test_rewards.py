@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from qponder.rewards import (REWARDS, accuracy_continuous, accuracy_threshold, degradation, format_lenient,
-                             format_strict, ranking)
+from qponder.judge import TextJudge
+from qponder.rewards import (PRESETS, REWARDS, accuracy_continuous, accuracy_threshold, consistency, degradation,
+                             format_lenient, format_strict, ranking)
 
 
 def conv(text):
@@ -70,5 +71,52 @@ def test_degradation():
     assert degradation([blur_strong], family=[None]) == [None]
 
 
+@pytest.fixture
+def judge(tmp_path):
+    # implied score = 3 + log(1 + count("clean")) - log(1 + count("blur")), so the values below are exact
+    return str(TextJudge(["clean", "blur"], [1.0, -1.0], 3.0).save(tmp_path / "judge.json"))
+
+
+def g(d, w=0.5):
+    return math.exp(-d * d / (2 * w * w))
+
+
+def test_consistency_exact_values(judge):
+    mid = 3 - math.log(2)  # what "blur" implies: 2.3069
+    agree = conv(f"<think>blur</think><answer>{mid:.2f}</answer>")
+    contradicts = conv("<think>blur</think><answer>4.80</answer>")  # reasoning says poor, answer says excellent
+    no_reasoning = conv(f"<answer>{mid:.2f}</answer>")
+    batch = [agree, agree, contradicts, contradicts, UNPARSEABLE, TRUNCATED, no_reasoning]
+    mos = [round(mid, 2), 4.8, 4.8, round(mid, 2), 2.3, 2.3, 2.3]
+    got = consistency(batch, mos=mos, judge=judge)
+    s = round(mid, 2)
+    assert got[0] == pytest.approx(g(abs(s - mid)))  # right and consistent: ~1
+    assert got[1] == pytest.approx(g(4.8 - s) * g(abs(s - mid)))  # consistent with a wrong answer: ~0
+    assert got[2] == pytest.approx(g(4.8 - mid))  # right answer, reasoning that contradicts it
+    assert got[3] == pytest.approx(g(4.8 - s) * g(4.8 - mid))
+    assert got[4:] == [0.0, 0.0, 0.0]  # unparseable, truncated, no reasoning
+    assert got[0] > 0.99 and got[1] < 0.01 and got[2] < 0.01
+
+
+def test_consistent_wrong_never_beats_right_under_the_recommended_weights(judge):
+    # whatever the reasoning implies, an answer off by >= 0.35 earns less than an exact one from accuracy+consistency
+    w = PRESETS["qponder"]
+    worst_right = w["accuracy_continuous"] * 1.0 + w["consistency"] * 0.0
+    for err in [0.35, 0.5, 1.0, 2.0]:
+        for implied_gap in [0.0, 0.3, 1.0]:
+            best_wrong = w["accuracy_continuous"] * g(err) + w["consistency"] * g(err) * g(implied_gap)
+            assert best_wrong < worst_right
+    # and on real completions: a wrong answer whose reasoning agrees with it vs a right one whose reasoning does not
+    mid = 3 - math.log(2)
+    wrong_consistent = conv(f"<think>blur</think><answer>{mid:.2f}</answer>")
+    right_inconsistent = conv("<think>blur</think><answer>3.50</answer>")
+    batch, mos = [wrong_consistent, right_inconsistent], [3.5, 3.5]
+    total = [w["accuracy_continuous"] * a + w["consistency"] * c
+             for a, c in zip(accuracy_continuous(batch, mos=mos), consistency(batch, mos=mos, judge=judge))]
+    assert total[0] < total[1]
+
+
 def test_registry():
-    assert set(REWARDS) >= {"format", "accuracy_threshold", "accuracy_continuous", "ranking", "degradation"}
+    assert set(REWARDS) >= {"format", "accuracy_threshold", "accuracy_continuous", "consistency", "ranking",
+                            "degradation"}
+    assert all(set(p) <= set(REWARDS) for p in PRESETS.values())

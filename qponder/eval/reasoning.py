@@ -6,6 +6,8 @@
 - severity accuracy: the first severity word (``SEVERITY_WORDS``) gives a level 1..5, compared with the label's
   level, exactly and within one level.
 - clean rate: over pristine references, the share whose reasoning names no distortion family.
+- consistency rate: over parsed answers with reasoning, the share whose reasoning implies (through the
+  consistency judge, ``qponder.judge``) a score within 0.5 of the answer given.
 """
 
 from __future__ import annotations
@@ -57,3 +59,20 @@ def reasoning_metrics(rows: list[dict]) -> dict:
     return {"family_acc": ratio(fam_hits, fam_n), "family_n": fam_n, "severity_acc": ratio(sev_hits, sev_n),
             "severity_within1": ratio(sev_near, sev_n), "severity_n": sev_n, "clean_rate": ratio(clean_hits, clean_n),
             "clean_n": clean_n}
+
+
+CONSISTENT_WITHIN = 0.5
+
+
+def consistency_metrics(rows: list[dict], judge=None) -> dict:
+    """rows: dicts with ``reasoning`` and ``score`` (the parsed answer); ``judge``: a judge object or spec."""
+    from qponder.judge import load_judge
+
+    rows = [r for r in rows if r.get("reasoning") and r.get("score") is not None]
+    if not rows:
+        return {"consistency_rate": None, "consistency_gap": None, "consistency_n": 0}
+    j = judge if hasattr(judge, "implied") else load_judge(judge)
+    implied = j.implied([r["reasoning"] for r in rows])
+    gaps = [abs(i - r["score"]) for i, r in zip(implied, rows) if i is not None]
+    return {"consistency_rate": round(sum(g < CONSISTENT_WITHIN for g in gaps) / len(gaps), 4) if gaps else None,
+            "consistency_gap": round(sum(gaps) / len(gaps), 4) if gaps else None, "consistency_n": len(gaps)}

@@ -258,6 +258,10 @@ class OpenAITeacher:
 
     # -- public API ---------------------------------------------------------------------------------------------
 
+    def complete(self, body: dict) -> str:
+        """Any chat-completions request body (e.g. the text-only consistency judge), with this client's retries."""
+        return self._post(json.dumps(body).encode("utf-8"))
+
     def describe(self, image: Image.Image, mos: float | None = None) -> str:
         """One request; the assistant's text as the server wrote it (parse it with ``qponder.models.answer``)."""
         payload = json.dumps(self.request_body(image, mos)).encode("utf-8")

@@ -7,6 +7,7 @@ parseable completions is in the logs.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +21,8 @@ class GRPORecipe:
     data: str = ""  # meta JSON / CSV with MOS (and distortion labels for `degradation`)
     images: str | None = None
     out: str = "runs/grpo"
-    rewards: dict = field(default_factory=lambda: {"format": 0.2, "accuracy_continuous": 1.0})
-    reward_kwargs: dict = field(default_factory=dict)  # e.g. {"accuracy_threshold": {"eps": 0.35}}
+    rewards: dict | str = "qponder"  # a preset name (qponder.rewards.PRESETS) or {reward name: weight}
+    reward_kwargs: dict = field(default_factory=dict)  # e.g. {"consistency": {"judge": "runs/x/judge.json"}}
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
@@ -42,6 +43,7 @@ class GRPORecipe:
     save_steps: int = 25
     save_total_limit: int = 2
     bf16: bool = False
+    gradient_checkpointing: bool = False  # 7B-scale policies need it; the tiny CPU students are faster without
     use_vllm: bool = False
     vllm_mode: str = "colocate"
     report_to: str = "tensorboard"
@@ -51,8 +53,15 @@ class GRPORecipe:
 
 def reward_functions(weights: dict, kwargs: dict) -> tuple[list, list[float]]:
     """Named callables for TRL (it logs each under its __name__), and their weights."""
-    from qponder.rewards import REWARDS
+    from qponder.rewards import PRESETS, REWARDS
 
+    if isinstance(weights, str):
+        if weights not in PRESETS:
+            raise QPonderError(f"unknown reward preset {weights!r}; available: {', '.join(PRESETS)}")
+        weights = PRESETS[weights]
+    unknown = set(kwargs) - set(weights)
+    if unknown:
+        raise QPonderError(f"reward_kwargs for rewards the recipe does not use: {', '.join(sorted(unknown))}")
     weights = dict(weights)
     weights.setdefault("format_lenient", 0.0)  # logged as the parse-success rate
     funcs, ws = [], []
@@ -90,6 +99,37 @@ def make_dataset(data: str, images: str | None):
     return ds.cast_column("image", Image())
 
 
+def check_batch(recipe: GRPORecipe, world_size: int) -> None:
+    """Fail early, naming the recipe fields, when TRL could not fill generation batches with whole prompt groups.
+
+    Each process takes ``per_device_train_batch_size`` completions per step; one generation batch spans every
+    process and ``steps_per_generation`` steps, and must hold whole groups of ``num_generations`` completions of
+    one prompt, so the same recipe can be valid on 1 GPU and invalid on 3.
+    """
+    b, g, extra = recipe.per_device_train_batch_size, recipe.num_generations, recipe.extra_args
+    if g < 2:
+        raise QPonderError(f"grpo: num_generations is {g}; GRPO needs at least 2 completions per prompt")
+    if "generation_batch_size" in extra and "steps_per_generation" in extra:
+        raise QPonderError("grpo: extra_args sets both generation_batch_size and steps_per_generation; keep one")
+    step = b * world_size
+    if "generation_batch_size" in extra:
+        gen = int(extra["generation_batch_size"])
+        if gen % step:
+            raise QPonderError(f"grpo: extra_args.generation_batch_size ({gen}) must be a multiple of "
+                               f"per_device_train_batch_size ({b}) x {world_size} processes = {step}")
+        how = f"extra_args.generation_batch_size ({gen})"
+    else:
+        steps = int(extra.get("steps_per_generation", recipe.gradient_accumulation_steps))
+        gen = step * steps
+        how = (f"per_device_train_batch_size ({b}) x {world_size} processes x "
+               + (f"extra_args.steps_per_generation ({steps})" if "steps_per_generation" in extra
+                  else f"gradient_accumulation_steps ({steps})") + f" = {gen}")
+    if gen % g:
+        raise QPonderError(f"grpo: the generation batch, {how} completions, is not a multiple of num_generations "
+                           f"({g}); with {world_size} processes pick per_device_train_batch_size so that "
+                           f"per_device_train_batch_size x {world_size} is a multiple of {g}, or change num_generations")
+
+
 def train(recipe: GRPORecipe, resume: bool = False) -> Path:
     from trl import GRPOConfig, GRPOTrainer
 
@@ -97,6 +137,7 @@ def train(recipe: GRPORecipe, resume: bool = False) -> Path:
 
     if not recipe.model or not recipe.data:
         raise QPonderError("grpo: --model (Q-Ponder-CI folder) and --data (meta/CSV with MOS) are required")
+    check_batch(recipe, int(os.environ.get("WORLD_SIZE", "1")))  # set by accelerate launch / torchrun
     out = Path(recipe.out)
     dataset = make_dataset(recipe.data, recipe.images)
     model, processor, peft_config, cpu = prepare(recipe, out)
@@ -109,7 +150,7 @@ def train(recipe: GRPORecipe, resume: bool = False) -> Path:
         learning_rate=recipe.learning_rate, beta=recipe.beta, loss_type=recipe.loss_type, seed=recipe.seed,
         logging_steps=recipe.logging_steps, save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit,
         bf16=recipe.bf16 and not cpu, use_cpu=cpu, use_vllm=recipe.use_vllm, vllm_mode=recipe.vllm_mode,
-        reward_weights=weights, report_to=recipe.report_to, gradient_checkpointing=False,
+        reward_weights=weights, report_to=recipe.report_to, gradient_checkpointing=recipe.gradient_checkpointing,
         remove_unused_columns=False, dataloader_num_workers=0, **recipe.extra_args)
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                           processing_class=processor, peft_config=peft_config)

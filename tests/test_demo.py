@@ -1,0 +1,58 @@
+"""`qponder demo` end to end on the tiny preset: every stage runs, the report and summary come out, reruns skip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from qponder.config import build
+from qponder.demo import STAGES, DemoRecipe, run_demo
+from tests.test_cli import qponder
+
+TINY = dict(
+    preset="tiny", test_stride=1, max_new_tokens=24, batch_size=8,
+    synth={"n_refs": 10, "per_ref": 3, "per_ref_xtype": 1, "per_ref_compound": 1, "workers": 1, "seed": 1},
+    distill={"calibrate_max": 50, "tolerance": 1.0},
+    sft_no_reasoning={"max_steps": 3, "report_to": "none", "save_steps": 1000},
+    sft={"max_steps": 3, "report_to": "none", "save_steps": 1000},
+    grpo={"rewards": "qponder", "max_steps": 1, "per_device_train_batch_size": 4, "num_generations": 4,
+          "max_completion_length": 12, "report_to": "none", "save_steps": 1000},
+)
+
+
+@pytest.mark.timeout(900)
+def test_demo_runs_every_stage_writes_the_report_and_resumes(tmp_path):
+    run = tmp_path / "run"
+    summary = run_demo(DemoRecipe(out=str(run), **TINY))
+    assert all((run / s / "done").exists() for s in STAGES)
+    for name in ("brisque", "niqe", "teacher", "sft_no_reasoning", "ci", "qponder"):
+        for split in ("test", "test_xtype", "test_compound"):
+            m = summary["models"][name][split]
+            assert {"srcc", "plcc", "parse_fail_rate", "family_acc"} <= set(m), (name, split)
+    assert summary["models"]["teacher"]["test"]["parse_fail_rate"] == 0.0
+    assert summary["model_dirs"]["ci"].endswith("ci") and summary["model_dirs"]["qponder"].endswith("qponder")
+    assert set(summary["stages"]) >= set(STAGES) - {"report"}
+    assert (run / "qponder" / "model.safetensors").exists() and (run / "judge" / "judge.json").exists()
+    assert "Q-Ponder" in (run / "report.md").read_text()
+    assert build(DemoRecipe, run / "demo.yaml") == DemoRecipe(out=str(run), **TINY)  # the run records its recipe
+
+    # a rerun skips every finished stage: nothing is retrained, and a missing eval is redone on its own
+    ci_mtime = (run / "ci" / "model.safetensors").stat().st_mtime_ns
+    (run / "eval" / "ci" / "test" / "summary.json").unlink()
+    (run / "eval" / "done").unlink()
+    again = run_demo(DemoRecipe(out=str(run), **TINY))
+    assert (run / "ci" / "model.safetensors").stat().st_mtime_ns == ci_mtime
+    assert again["models"]["ci"]["test"]["srcc"] == pytest.approx(summary["models"]["ci"]["test"]["srcc"])
+
+
+def test_demo_recipe_file_is_the_built_in_default():
+    assert build(DemoRecipe, "recipes/demo.yaml") == DemoRecipe()
+
+
+def test_demo_recipe_errors_name_the_stage(tmp_path):
+    bad = tmp_path / "demo.yaml"
+    bad.write_text(yaml.safe_dump({"out": str(tmp_path / "r"), "sft": {"max_stepz": 3}}))
+    res = qponder("demo", "--config", bad)
+    assert res.returncode == 2 and "max_stepz" in res.stderr + res.stdout and "`sft`" in res.stderr + res.stdout
+    assert "Traceback" not in res.stderr and not (tmp_path / "r" / "synth").exists()  # failed before any work
