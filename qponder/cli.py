@@ -20,6 +20,8 @@ data_app = typer.Typer(no_args_is_help=True, help="Datasets: build qponder-synth
 app.add_typer(data_app, name="data")
 model_app = typer.Typer(no_args_is_help=True, help="Students: build the embedded models offline.")
 app.add_typer(model_app, name="model")
+judge_app = typer.Typer(no_args_is_help=True, help="The consistency judge used by the GRPO reward and eval.")
+app.add_typer(judge_app, name="judge")
 console = Console(stderr=True)
 
 
@@ -95,15 +97,33 @@ def eval_cmd(
     seed: int = typer.Option(0, help="VLMs: seed for sampled answers."),
     max_new_tokens: int = typer.Option(256, help="VLMs: completion budget."),
     trust_remote_code: bool = typer.Option(False, help="Allow a hub model's own code to run."),
+    judge: Optional[str] = typer.Option(None, help="Consistency judge: a judge JSON, openai:URL@MODEL (default: packaged)."),
 ):
     """Evaluate a model on labelled images: SRCC, PLCC, KRCC, RMSE, per-family breakdown (resumable)."""
     from qponder.eval.evaluate import evaluate, make_predictor
 
     predictor = make_predictor(model, think=think, samples=samples, seed=seed, batch_size=batch_size,
                                max_new_tokens=max_new_tokens, trust_remote_code=trust_remote_code)
-    s = evaluate(predictor, data, out, images=images, skip_missing=skip_missing, batch_size=batch_size, limit=limit)
-    _print_summary(s)
-    console.print(f"wrote {out / 'predictions.jsonl'} and {out / 'summary.json'}")
+    s = evaluate(predictor, data, out, images=images, skip_missing=skip_missing, batch_size=batch_size, limit=limit,
+                 judge=judge)
+    if os.environ.get("RANK", "0") == "0":  # under accelerate launch every rank returns the merged summary
+        _print_summary(s)
+        console.print(f"wrote {out / 'predictions.jsonl'} and {out / 'summary.json'}")
+
+
+@judge_app.command("fit")
+def judge_fit(
+    data: Path = typer.Option(..., help="Distilled JSONL (qponder distill output); kept and rejected rows are used."),
+    out: Path = typer.Option(..., help="Judge JSON to write."),
+    min_df: int = typer.Option(3, help="Keep words and word pairs seen in at least this many texts."),
+):
+    """Fit the offline consistency judge: digit-free reasoning -> the score it implies (ridge, CV-tuned)."""
+    from qponder.judge import fit_from_distilled
+
+    j = fit_from_distilled(data, min_df=min_df)
+    j.save(out)
+    console.print(f"judge: {j.meta['features']} features, {j.meta['n']} texts, cross-validated "
+                  f"SRCC {j.meta['cv_srcc']:.3f}, MAE {j.meta['cv_mae']:.3f} -> {out}")
 
 
 @app.command("score")
@@ -232,6 +252,42 @@ def grpo_cmd(
     recipe = build(GRPORecipe, config, set_, model=model, data=_s(data), images=_s(images), out=_s(out),
                    max_steps=max_steps)
     console.print(f"GRPO -> {train(recipe, resume=resume)}")
+
+
+@app.command("report")
+def report_cmd(
+    run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR", help="Run folders written by the demo pipeline."),
+    out: Optional[Path] = typer.Option(None, help="One run: where to write its report (default: the run folder). "
+                                                  "Several runs: where to write compare.md (default: here)."),
+):
+    """Write report.md, summary.json and plots for a run; with several runs, compare.md with their SRCC side by side."""
+    from qponder.report import compare_runs, write_report
+
+    try:
+        if len(run_dirs) == 1:
+            print(write_report(run_dirs[0], out)["report"])
+        else:
+            print(compare_runs(run_dirs, out or Path(".")))
+    except QPonderError as e:
+        # exit 2 here too, not only in main(), so the command behaves the same when `app` is invoked directly
+        console.print(f"error: {e}", style="bold red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Optional[Path] = typer.Option(None, help="Run folder (default: the recipe's, runs/demo)."),
+    full: bool = typer.Option(False, "--full", help="Train longer (qponder.demo.FULL) for better numbers."),
+    config: Optional[Path] = typer.Option(None, help="Demo recipe YAML (default: the built-in demo, recipes/demo.yaml)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe key: --set test_stride=2."),
+):
+    """The whole pipeline on the embedded default: synth -> distill -> SFT -> GRPO -> eval -> report (resumable)."""
+    from qponder.config import build
+    from qponder.demo import DemoRecipe, full_overrides, run_demo
+
+    recipe = build(DemoRecipe, config, (full_overrides() if full else []) + list(set_), out=_s(out))
+    s = run_demo(recipe)
+    console.print(f"report: {Path(recipe.out) / 'report.md'}  (total {s.get('total_seconds', 0) / 60:.1f} min)")
 
 
 def _s(p: Optional[Path]) -> Optional[str]:

@@ -3,6 +3,10 @@
 Resumable: predictions are appended one line per image and flushed; a rerun reads what is there (a torn
 last line from a killed run is dropped) and scores only the rest.
 
+Sharded under ``accelerate launch`` / torchrun (WORLD_SIZE > 1): rank R scores records R, R+W, ... into its own
+``predictions.rank{R}.jsonl`` (one writer per file, so the resume logic above holds per shard), and the main rank
+merges the shards into the same ``predictions.jsonl`` and ``summary.json`` a single process writes.
+
 A prediction that failed (e.g. an unparseable VLM answer) stays in the metrics as an uninformative guess:
 the median of the successful scores. Dropping failures would let a model that answers rarely look good;
 ``parse_fail_rate`` says how often it happened.
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -23,7 +28,7 @@ from qponder.data.records import Record, check_images, load_records
 from qponder.errors import QPonderError
 from qponder.eval import metrics as M
 from qponder.eval.predictor import Prediction, Predictor
-from qponder.eval.reasoning import reasoning_metrics
+from qponder.eval.reasoning import consistency_metrics, reasoning_metrics
 from qponder.models.answer import parse
 
 MIN_PER_GROUP = 5  # a per-family SRCC over fewer images is noise
@@ -43,6 +48,10 @@ def make_predictor(model: str, think: bool = True, samples: int = 1, seed: int =
 
         scorer = Scorer.from_pretrained(model, trust_remote_code=trust_remote_code, batch_size=batch_size,
                                         max_new_tokens=max_new_tokens)
+        import torch
+
+        if torch.cuda.is_available():  # under accelerate launch each process has its own GPU (LOCAL_RANK)
+            scorer.model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
         return VLMPredictor(scorer, think=think, samples=samples, seed=seed)
     raise QPonderError(f"unknown model {model!r}: expected one of {', '.join(sorted(BASELINES))}, "
                        "a model folder, preset:NAME or a hub id (org/name)")
@@ -101,14 +110,14 @@ def _row(rec: Record, pred: Prediction, latency: float) -> dict:
 
 
 def predict_all(predictor: Predictor, records: list[Record], root: Path, out: Path, batch_size: int = 8,
-                progress: bool = True) -> tuple[list[dict], int, float]:
-    """Score every record not yet in ``out/predictions.jsonl``.
+                progress: bool = True, name: str = "predictions.jsonl") -> tuple[list[dict], int, float]:
+    """Score every record not yet in ``out/name``.
 
     Returns all rows (old and new, in record order), how many were scored now, and the seconds spent scoring.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
-    path = out / "predictions.jsonl"
+    path = out / name
     rows = read_predictions(path)
     wanted = {r.image for r in records}
     rows = [r for r in rows if r["image"] in wanted]
@@ -140,6 +149,50 @@ def predict_all(predictor: Predictor, records: list[Record], root: Path, out: Pa
     return rows, len(todo), spent
 
 
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
+
+
+def _state():
+    """The launcher's process group: gloo on CPU (accelerate needs cpu=True to see it there), nccl on GPU."""
+    import torch
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    if state.num_processes != world_size():
+        raise QPonderError(f"WORLD_SIZE is {world_size()} but accelerate joined {state.num_processes} process(es); "
+                           "run sharded eval through accelerate launch or torchrun")
+    return state
+
+
+def predict_sharded(predictor: Predictor, records: list[Record], root: Path, out: Path, batch_size: int = 8,
+                    progress: bool = True) -> tuple[list[dict] | None, int, float]:
+    """``predict_all`` over this rank's strided shard; on the main rank, all rows merged in record order.
+
+    Other ranks get None for the rows. The figures are the whole job's: images scored now on every rank, and
+    the slowest rank's scoring seconds (the ranks run side by side).
+    """
+    from accelerate.utils import gather_object
+
+    state = _state()
+    rank, world = state.process_index, state.num_processes
+    _, n_new, spent = predict_all(predictor, records[rank::world], root, out, batch_size=batch_size,
+                                  progress=progress and state.is_main_process, name=f"predictions.rank{rank}.jsonl")
+    counts = gather_object([(n_new, spent)])  # collective: every rank must reach it
+    if not state.is_main_process:
+        return None, n_new, spent
+    merged: dict[str, dict] = {}
+    for r in range(world):
+        for row in read_predictions(out / f"predictions.rank{r}.jsonl"):
+            merged.setdefault(row["image"], row)
+    order = {r.image: i for i, r in enumerate(records)}
+    rows = sorted((row for image, row in merged.items() if image in order), key=lambda row: order[row["image"]])
+    if len(rows) != len(order):
+        raise QPonderError(f"{out}: the {world} shards hold {len(rows)} of {len(order)} predictions")
+    _rewrite_clean(out / "predictions.jsonl", rows)
+    return rows, sum(n for n, _ in counts), max(t for _, t in counts)
+
+
 def _metrics(rows: list[dict], on_mos_scale: bool) -> dict:
     ok = [r["score"] for r in rows if r["ok"] and r["score"] is not None and math.isfinite(r["score"])]
     fill = statistics.median(ok) if ok else 0.0
@@ -153,7 +206,7 @@ def _metrics(rows: list[dict], on_mos_scale: bool) -> dict:
     return s
 
 
-def summarize_rows(rows: list[dict], on_mos_scale: bool) -> dict:
+def summarize_rows(rows: list[dict], on_mos_scale: bool, judge=None) -> dict:
     summary = _metrics(rows, on_mos_scale)
     tokens = [r["tokens"] for r in rows if r.get("tokens") is not None]
     summary["mean_tokens"] = round(statistics.fmean(tokens), 1) if tokens else None
@@ -164,6 +217,7 @@ def summarize_rows(rows: list[dict], on_mos_scale: bool) -> dict:
     with_reasoning = [{**r, "reasoning": parse(r.get("text")).reasoning} for r in rows if r.get("text")]
     if any(r["reasoning"] for r in with_reasoning):
         summary.update(reasoning_metrics(with_reasoning))
+        summary.update(consistency_metrics(with_reasoning, judge))
     summary["per_family"] = {
         f: {k: v for k, v in _metrics(rs, on_mos_scale).items() if k in ("n", "srcc", "plcc", "parse_fail_rate")}
         for f, rs in sorted(families.items()) if len(rs) >= MIN_PER_GROUP
@@ -173,7 +227,7 @@ def summarize_rows(rows: list[dict], on_mos_scale: bool) -> dict:
 
 def evaluate(predictor: Predictor, data: str | Path, out: str | Path, images: str | Path | None = None,
              skip_missing: bool = False, batch_size: int = 8, limit: int | None = None,
-             progress: bool = True, records: Iterable[Record] | None = None) -> dict:
+             progress: bool = True, records: Iterable[Record] | None = None, judge=None) -> dict:
     """Evaluate ``predictor`` on a meta/CSV (``data``), writing ``out/predictions.jsonl`` and ``out/summary.json``."""
     data = Path(data)
     records = list(records) if records is not None else load_records(data)
@@ -186,9 +240,14 @@ def evaluate(predictor: Predictor, data: str | Path, out: str | Path, images: st
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    rows, n_new, spent = predict_all(predictor, records, root, out, batch_size=batch_size, progress=progress)
+    sharded = world_size() > 1
+    rows, n_new, spent = (predict_sharded if sharded else predict_all)(predictor, records, root, out,
+                                                                       batch_size=batch_size, progress=progress)
+    if rows is None:  # a non-main rank: the main one writes the summary
+        _state().wait_for_everyone()
+        return json.loads((out / "summary.json").read_text())
     summary = {"model": predictor.name, "data": str(data), "images": str(root),
-               **summarize_rows(rows, predictor.on_mos_scale)}
+               **summarize_rows(rows, predictor.on_mos_scale, judge)}
     # speed counts only this run's scoring, so a resumed run does not report an inflated figure;
     # a rerun that had nothing left to score keeps the figure of the run that did the work
     speed = round(n_new / spent, 3) if n_new and spent > 0 else None
@@ -198,4 +257,6 @@ def evaluate(predictor: Predictor, data: str | Path, out: str | Path, images: st
     summary["images_per_second"] = speed
     summary["wall_seconds"] = round(time.time() - t0, 2)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if sharded:
+        _state().wait_for_everyone()
     return summary

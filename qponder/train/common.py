@@ -32,6 +32,11 @@ def prepare(recipe, out: Path):
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "logs")  # transformers 5 has no logging_dir argument
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")  # what the accelerate config file asked for
+    if torch.cuda.is_available() and launched != "no" and not recipe.bf16:
+        # DeepSpeed would otherwise stop deep inside transformers on the bf16 mismatch
+        raise QPonderError(f"the accelerate config asks for {launched} mixed precision but the recipe has "
+                           "bf16: false; set bf16: true in the recipe (or --set bf16=true)")
     model, processor = load(recipe.model, trust_remote_code=recipe.trust_remote_code)
     if recipe.freeze_vision:
         for p in vision_modules(model).parameters():
@@ -45,17 +50,46 @@ def prepare(recipe, out: Path):
     return model, processor, peft_config, not torch.cuda.is_available()
 
 
+def _zero3(trainer) -> bool:
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return bool(trainer.is_deepspeed_enabled and plugin and plugin.zero_stage == 3)
+
+
 def run(trainer, recipe, processor, out: Path, resume: bool) -> Path:
-    """Train (from the last checkpoint when resuming) and write one plain HF folder to ``out``."""
+    """Train (from the last checkpoint when resuming) and write one plain HF folder to ``out``.
+
+    Under ``accelerate launch`` every process trains but only the main one writes, so ranks never race on the
+    same files; the others wait for it, so any rank may read ``out`` once this returns.
+    """
     from qponder.config import dump
     from qponder.models import save
 
-    dump(recipe, out / "recipe.yaml")
+    main = trainer.is_world_process_zero()
+    if main:
+        dump(recipe, out / "recipe.yaml")
     trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
-    final = trainer.model
-    if recipe.lora:
-        trainer.model.save_pretrained(out / "adapter")
-        final = trainer.model.merge_and_unload()  # one plain HF folder for GRPO, eval and the Scorer
-    save(final, processor, out)
-    (out / "trainer_state.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    # ZeRO-3 leaves each rank a shard of every weight: gathering them is collective, so all ranks call it
+    state = trainer.accelerator.get_state_dict(trainer.model_wrapped) if _zero3(trainer) else None
+    if main:
+        final = trainer.model
+        if recipe.lora:
+            trainer.model.save_pretrained(out / "adapter", state_dict=state)
+            if state is None:
+                final = trainer.model.merge_and_unload()  # one plain HF folder for GRPO, eval and the Scorer
+            else:  # the in-memory base weights are shards: merge the saved adapter into a fresh copy instead
+                from peft import PeftModel
+
+                from qponder.models import load
+
+                base, _ = load(recipe.model, trust_remote_code=recipe.trust_remote_code)
+                final, state = PeftModel.from_pretrained(base, out / "adapter").merge_and_unload(), None
+        if state is None:
+            save(final, processor, out)
+        else:
+            from qponder.models.hf import save_processor
+
+            final.save_pretrained(out, state_dict=state)
+            save_processor(processor, out)
+        (out / "trainer_state.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    trainer.accelerator.wait_for_everyone()
     return out
