@@ -23,12 +23,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 demo: setup
-	$(BIN)/qponder data build --quick --out $(RUN)/synth
-	for split in test test_xtype test_compound; do \
-	  for model in brisque niqe; do \
-	    $(BIN)/qponder eval --model $$model --data $(RUN)/synth/metas/$$split.json --out $(RUN)/eval/$$model/$$split || exit 1; \
-	  done; \
-	done
+	$(BIN)/qponder demo --out $(RUN)
 
 clean:
 	rm -rf $(VENV) runs

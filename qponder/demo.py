@@ -39,7 +39,7 @@ class DemoRecipe:
     ci_from_no_reasoning: bool = False  # start CoT SFT from the no-CoT model instead of the fresh student
     grpo: dict = field(default_factory=lambda: {
         "rewards": "qponder", "max_steps": 60, "per_device_train_batch_size": 16, "num_generations": 8,
-        "max_completion_length": 192, "learning_rate": 1e-4, "beta": 0.04, "temperature": 1.0,
+        "max_completion_length": 192, "learning_rate": 2e-5, "beta": 0.04, "temperature": 1.0,
         "logging_steps": 2, "save_steps": 20})
     baselines: list[str] = field(default_factory=lambda: ["brisque", "niqe"])
     splits: list[str] = field(default_factory=lambda: list(SPLITS))

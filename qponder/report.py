@@ -289,7 +289,40 @@ def render(summary: dict, examples: list[str]) -> str:
                  [[b["name"], _fmt(b["value"]), f"{b['op']} {_fmt(b['target'])}", _fmt(b["gap"]),
                    "not measured" if b["passed"] is None else "PASS" if b["passed"] else "MISSED"]
                   for b in summary["bars"]])
+    if summary.get("diagnostics") and any(b["passed"] is False for b in summary["bars"]):
+        md += _diagnostics_md(summary["diagnostics"])
     return "\n".join(md)
+
+
+def diagnostics(run_dir: Path, models: dict, log: list[dict]) -> dict:
+    """The numbers that explain a missed bar: how spread and how discrete each model's answers are on test
+    (a student that repeats a few scores cannot rank), and whether GRPO's groups gave it any signal."""
+    out: dict = {"answers": {}}
+    for m in models:
+        scores = [r["score"] for r in _predictions(run_dir, m) if r.get("ok") and r.get("score") is not None]
+        if len(scores) > 1 and all(1 <= x <= 5 for x in scores):  # answers on the MOS scale only
+            mean = sum(scores) / len(scores)
+            std = (sum((x - mean) ** 2 for x in scores) / len(scores)) ** 0.5
+            out["answers"][m] = {"mean": round(mean, 3), "std": round(std, 3), "distinct": len(set(scores))}
+    if log:
+        rstd = [e["reward_std"] for e in log if e.get("reward_std") is not None]
+        zero = [e["frac_reward_zero_std"] for e in log if e.get("frac_reward_zero_std") is not None]
+        out["grpo"] = {"reward_std_mean": round(sum(rstd) / len(rstd), 4) if rstd else None,
+                       "frac_groups_zero_std": round(sum(zero) / len(zero), 4) if zero else None}
+    return out
+
+
+def _diagnostics_md(d: dict) -> list[str]:
+    md = ["## Diagnostics\n", "Spread of the predicted scores on `test` (MOS spread is about 1.06 on qponder-synth); "
+          "few distinct values or a small spread means the model answers with a handful of memorised scores.\n"]
+    md += _table(["model", "mean score", "std", "distinct scores"],
+                 [[_name(m), _fmt(v["mean"], 2), _fmt(v["std"], 2), str(v["distinct"])] for m, v in d["answers"].items()])
+    if d.get("grpo"):
+        g = d["grpo"]
+        md += [f"GRPO signal: mean reward std inside a group {_fmt(g['reward_std_mean'])}, share of groups with no "
+               f"reward variance (no gradient) {_fmt(g['frac_groups_zero_std'])}.\n",
+               "Why the bars of the embedded default are missed, and what was tried: `docs/results.md`.\n"]
+    return md
 
 
 def write_report(run_dir, out=None) -> dict:
@@ -303,6 +336,7 @@ def write_report(run_dir, out=None) -> dict:
     kl = [e["kl"] for e in log if e.get("kl") is not None]
     summary["grpo"] = {"steps": len(log), "reward_first": log[0]["reward"], "reward_last": log[-1]["reward"],
                        "kl_last": kl[-1] if kl else None} if log else None
+    summary["diagnostics"] = diagnostics(run_dir, summary["models"], log)
     summary["plots"] = make_plots(run_dir, summary, out)
     (out / "report.md").write_text(render(summary, _examples(run_dir, out)))
     summary["report"] = str(out / "report.md")

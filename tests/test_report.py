@@ -130,6 +130,11 @@ def test_bars(report):
     assert "| Q-Ponder test SRCC | 0.912 | >= 0.900 | 0.012 | PASS |" in md
     assert "| Q-Ponder test family accuracy | 0.850 | >= 0.900 | -0.050 | MISSED |" in md
     assert md.count("not measured") == 3
+    # a missed bar brings the diagnostics: answer spread per model on the MOS scale, GRPO group signal
+    d = s["diagnostics"]
+    assert set(d["answers"]) == {"qponder"}  # the others' fake scores (MOS - 0.3) leave [1, 5], like a baseline's
+    assert d["answers"]["qponder"]["distinct"] == 12 and d["grpo"]["reward_std_mean"] == pytest.approx(0.1)
+    assert "## Diagnostics" in md and "| Q-Ponder | " in md.split("## Diagnostics")[1]
 
 
 def test_bar_edge_cases():
