@@ -190,7 +190,7 @@ def check(r: DemoRecipe) -> None:
     _dataclass(SFTRecipe, r.sft_no_reasoning, "sft_no_reasoning")
     _dataclass(SFTRecipe, r.sft, "sft")
     g = _dataclass(GRPORecipe, r.grpo, "grpo")
-    reward_functions(g.rewards, {k: v for k, v in g.reward_kwargs.items()})
+    reward_functions(g.rewards, g.reward_kwargs)
     unknown = set(r.splits) - set(SPLITS)
     if unknown:
         raise QPonderError(f"demo recipe: unknown split(s) {', '.join(sorted(unknown))}; valid: {', '.join(SPLITS)}")
