@@ -13,6 +13,7 @@ splits, and writes one table (``benchmarks/results/stage2.json``):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -61,8 +62,7 @@ def main() -> None:
         res["grpo"][name] = grpo_log_stats(model_dir)
 
     # evaluate every ablation model with the demo's evaluator (same splits, stride, judge)
-    run = Run(demo)
-    run.dir = a.run
+    run = Run(dataclasses.replace(demo, out=str(a.run)))
     names = ["ci", "qponder"] + [f"grpo_{m}" for m in a.mixes.split(",")]
     evaluate_all(run, a.run / "judge" / "judge.json", extra={f"grpo_{m}": a.run / "ablation" / f"grpo_{m}"
                                                               for m in a.mixes.split(",")})

@@ -152,7 +152,9 @@ def run_demo(recipe: DemoRecipe) -> dict:
 
         out = run.path("qponder")
         kw = dict(r.grpo.get("reward_kwargs", {}))
-        if "consistency" in _weights(r.grpo.get("rewards", "qponder")):
+        from qponder.rewards import weights
+
+        if "consistency" in weights(r.grpo.get("rewards", "qponder")):
             kw.setdefault("consistency", {"judge": str(judge)})  # the judge fitted on this run's own traces
         train(_dataclass(GRPORecipe, {**r.grpo, "reward_kwargs": kw}, "grpo", model=str(run.path("ci")),
                          data=str(meta / "train.json"), out=str(out)), resume=last_checkpoint(out) is not None)
@@ -196,12 +198,6 @@ def check(r: DemoRecipe) -> None:
         raise QPonderError(f"demo recipe: unknown split(s) {', '.join(sorted(unknown))}; valid: {', '.join(SPLITS)}")
 
 
-def _weights(rewards) -> dict:
-    from qponder.rewards import PRESETS
-
-    return PRESETS.get(rewards, {}) if isinstance(rewards, str) else dict(rewards)
-
-
 def _distill_recipe(r: DemoRecipe, meta: Path, distilled: Path):
     from qponder.teachers.distill import DistillRecipe
 
@@ -227,13 +223,11 @@ def evaluate_all(run: Run, judge: Path, extra: dict | None = None) -> None:
     for name, path in (extra or {}).items():
         models[name] = lambda path=path: make_predictor(str(path), batch_size=r.batch_size,
                                                         max_new_tokens=r.max_new_tokens)
+    splits = {s: load_records(meta / f"{s}.json")[:: r.test_stride if s == "test" else 1] for s in r.splits}
     for name, make in models.items():
         predictor = None
-        for split in r.splits:
+        for split, records in splits.items():
             out = run.path("eval", name, split)
-            records = load_records(meta / f"{split}.json")
-            if split == "test":
-                records = records[:: r.test_stride]
             done = out / "summary.json"
             if done.exists() and json.loads(done.read_text()).get("n") == len(records):
                 continue

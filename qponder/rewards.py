@@ -168,6 +168,17 @@ REWARDS: dict[str, Callable[..., list]] = {
     "degradation": degradation,
 }
 
+def weights(spec: str | dict) -> dict[str, float]:
+    """A recipe's ``rewards``: a preset name or {reward name: weight} -> {reward name: weight}."""
+    from qponder.errors import QPonderError
+
+    if isinstance(spec, str):
+        if spec not in PRESETS:
+            raise QPonderError(f"unknown reward preset {spec!r}; available: {', '.join(PRESETS)}")
+        return dict(PRESETS[spec])
+    return dict(spec)
+
+
 # Named reward mixes a recipe can ask for with ``rewards: NAME`` (``qponder`` is ours; the others are the
 # peers' rewards on the same footing, for ablations).
 PRESETS: dict[str, dict[str, float]] = {

@@ -63,7 +63,13 @@ class Scorer:
     def from_pretrained(cls, path: str | Path, trust_remote_code: bool = False, **kw) -> "Scorer":
         from qponder.models import load
 
+        import os
+
+        import torch
+
         model, processor = load(str(path), trust_remote_code=trust_remote_code)
+        if torch.cuda.is_available():  # under accelerate launch each process owns the GPU of its LOCAL_RANK
+            model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
         return cls(model, processor, name=Path(str(path)).name or str(path), **kw)
 
     def generate(self, images: Sequence[Image.Image], think: bool = True, do_sample: bool = False,

@@ -48,10 +48,6 @@ def make_predictor(model: str, think: bool = True, samples: int = 1, seed: int =
 
         scorer = Scorer.from_pretrained(model, trust_remote_code=trust_remote_code, batch_size=batch_size,
                                         max_new_tokens=max_new_tokens)
-        import torch
-
-        if torch.cuda.is_available():  # under accelerate launch each process has its own GPU (LOCAL_RANK)
-            scorer.model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
         return VLMPredictor(scorer, think=think, samples=samples, seed=seed)
     raise QPonderError(f"unknown model {model!r}: expected one of {', '.join(sorted(BASELINES))}, "
                        "a model folder, preset:NAME or a hub id (org/name)")

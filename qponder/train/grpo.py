@@ -53,12 +53,10 @@ class GRPORecipe:
 
 def reward_functions(weights: dict, kwargs: dict) -> tuple[list, list[float]]:
     """Named callables for TRL (it logs each under its __name__), and their weights."""
-    from qponder.rewards import PRESETS, REWARDS
+    from qponder.rewards import REWARDS
+    from qponder.rewards import weights as resolve
 
-    if isinstance(weights, str):
-        if weights not in PRESETS:
-            raise QPonderError(f"unknown reward preset {weights!r}; available: {', '.join(PRESETS)}")
-        weights = PRESETS[weights]
+    weights = resolve(weights)
     unknown = set(kwargs) - set(weights)
     if unknown:
         raise QPonderError(f"reward_kwargs for rewards the recipe does not use: {', '.join(sorted(unknown))}")
