@@ -181,3 +181,18 @@ def test_fit_calibrates_the_score(clean):
 def test_implements_the_teacher_protocol():
     t = AttributeTeacher()
     assert isinstance(t, Teacher) and t.name == "attribute"
+
+
+@pytest.mark.parametrize("name", ["gaussian_blur", "jpeg"])
+def test_diagnosis_first_reorders_the_same_sentences(distorted, name):
+    image = pil(distorted[name])
+    survey_first = AttributeTeacher().describe(image)
+    verdict_first = AttributeTeacher(diagnosis_first=True).describe(image)
+    a, b = parse(survey_first), parse(verdict_first)
+    assert a.score == b.score and a.reasoning != b.reasoning
+    split = lambda t: [s for s in t.replace(". ", ".\n").splitlines() if s]  # noqa: E731
+    assert sorted(split(a.reasoning)) == sorted(split(b.reasoning))  # same phrasing, other order
+    # the first sentence after the opener (which may be empty) is the verdict, naming the diagnosed family
+    verdict = next(s for s in split(b.reasoning) if s not in A._OPENERS)
+    assert any(verdict.startswith(t.split("{")[0]) for t in A._DOMINANT)
+    assert top_mentioned(verdict) == diagnose(measure(distorted[name]))[0][0]

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from qponder.data.records import Record, write_meta
+from qponder.errors import QPonderError
 from qponder.models.build import init_model
 from qponder.train.sft import SFTRecipe, make_dataset, sft_examples, train
 
@@ -47,7 +48,7 @@ def test_label_mask_is_exactly_the_assistant_turn(setup):
 
     model, proc = load(str(setup / "tiny"))
     rows = sft_examples(SFTRecipe(data=str(setup / "distilled.jsonl")))[:3]
-    ds = make_dataset(rows, prompts.load("student"))
+    ds = make_dataset(rows)
     args = SFTConfig(output_dir=str(setup / "ck"), use_cpu=True, bf16=False, assistant_only_loss=True, max_length=None,
                      remove_unused_columns=False, report_to="none", per_device_train_batch_size=3)
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=proc)
@@ -72,8 +73,6 @@ def test_a_few_steps_lower_the_loss(setup, tmp_path):
 
 
 def test_bad_data_is_a_clear_error(setup, tmp_path):
-    from qponder.errors import QPonderError
-
     with pytest.raises(QPonderError, match="has no reasoning"):
         sft_examples(SFTRecipe(data=str(setup / "metas" / "train.json")))
     with pytest.raises(QPonderError, match="not found"):
@@ -98,3 +97,19 @@ def test_lora_and_resume(setup, tmp_path):
     train(SFTRecipe(max_steps=6, **base), resume=True)
     steps = [h["step"] for h in json.loads((out / "trainer_state.json").read_text()) if "loss" in h]
     assert steps == [2, 4, 6]  # the resumed run continued from step 4 instead of starting over
+
+
+def test_direct_answers_add_an_answer_only_turn_per_image(setup):
+    from qponder import prompts
+
+    rows = sft_examples(SFTRecipe(data=str(setup / "distilled.jsonl"), direct_answers=True))
+    cot = [r for r in rows if r["think"]]
+    direct = [r for r in rows if not r["think"]]
+    assert len(cot) == 12  # the kept traces, unchanged
+    assert len(direct) == 16  # every image, kept or not: its MOS is a human label either way
+    assert direct[-1]["completion"] == "<answer>5.00</answer>" and all("<think>" not in r["completion"] for r in direct)
+    ds = make_dataset(rows)
+    asked = {r["think"]: ds[i]["messages"][0]["content"][1]["text"] for i, r in enumerate(rows)}
+    assert asked == {True: prompts.load("student"), False: prompts.load("student_nothink")}
+    with pytest.raises(QPonderError, match="direct_answers"):
+        sft_examples(SFTRecipe(data=str(setup / "metas" / "train.json"), reasoning=False, direct_answers=True))

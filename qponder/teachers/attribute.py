@@ -741,8 +741,14 @@ def _dominant_family(text: str) -> str | None:
 
 
 def write_reasoning(sev: dict[str, float], diagnosis: Sequence[tuple[str, float]], score: float,
-                    rng: random.Random, hint_shift: float = 0.0) -> str:
-    """The rationale for detector severities ``sev`` and their ``diagnosis``, concluding with ``score``."""
+                    rng: random.Random, hint_shift: float = 0.0, diagnosis_first: bool = False) -> str:
+    """The rationale for detector severities ``sev`` and their ``diagnosis``, concluding with ``score``.
+
+    ``diagnosis_first``: state the dominant problem (and its impact) before the attribute-by-attribute survey.
+    With the survey first, every later sentence can be copied from the text before it, so a student trained on
+    the traces learns to write them without looking; leading with the diagnosis puts the one decision that needs
+    the image where nothing in the text can answer it.
+    """
     problems = [(f, s) for f, s in diagnosis if s >= CLEAN_BELOW]
     # the worst detector of each problem family is the one that gets described
     worst: dict[str, str] = {}
@@ -758,22 +764,23 @@ def write_reasoning(sev: dict[str, float], diagnosis: Sequence[tuple[str, float]
     def sev_word(s: float) -> str:
         return rng.choice(SEVERITY_WORDS[severity_level(s)])
 
-    parts = [rng.choice(_OPENERS)]
+    opener = rng.choice(_OPENERS)  # drawn first, so that both orders phrase every sentence alike
+    survey = []
     for asp in ASPECTS:
         if asp in by_aspect:
             name, s = by_aspect[asp]
-            parts.append(_cap(_fill(rng.choice(_PROBLEM[name][0]), sev_word(s))))
+            survey.append(_cap(_fill(rng.choice(_PROBLEM[name][0]), sev_word(s))))
         else:
-            parts.append(rng.choice(_NEUTRAL[asp]))
+            survey.append(rng.choice(_NEUTRAL[asp]))
     if problems:
         first = worst[problems[0][0]]
         line = _fill(rng.choice(_DOMINANT), sev_word(problems[0][1]), noun=_PROBLEM[first][1])
         for f, s in problems[1:3]:
             line += _fill(rng.choice(_ALSO), sev_word(s), noun=_PROBLEM[worst[f]][1])
-        parts.append(line + ".")
-        parts.append(rng.choice(_IMPACT).format(impact=rng.choice(_PROBLEM[first][2])))
+        verdict = [line + ".", rng.choice(_IMPACT).format(impact=rng.choice(_PROBLEM[first][2]))]
     else:
-        parts.append(rng.choice(_CLEAN))
+        verdict = [rng.choice(_CLEAN)]
+    parts = [opener] + (verdict + survey if diagnosis_first else survey + verdict)
     if abs(hint_shift) >= 0.5:
         parts.append(rng.choice(_HINT_GAP).format(dir="better" if hint_shift > 0 else "worse"))
     q = quality_word(score)
@@ -812,13 +819,14 @@ class AttributeTeacher:
     name = "attribute"
 
     def __init__(self, use_mos_hint: bool = False, seed: int = 0, calibration: dict | None = None,
-                 hint_weight: float = 0.8):
+                 hint_weight: float = 0.8, diagnosis_first: bool = False):
         if not 0.0 <= hint_weight <= 1.0:
             raise QPonderError(f"hint_weight must be in [0, 1] (got {hint_weight})")
         self.use_mos_hint = bool(use_mos_hint)
         self.seed = int(seed)
         self.calibration = calibration
         self.hint_weight = float(hint_weight)
+        self.diagnosis_first = bool(diagnosis_first)
 
     def assess(self, image) -> dict:
         """Everything the teacher concludes about one image: attributes, detector severities, diagnosis, score."""
@@ -838,7 +846,8 @@ class AttributeTeacher:
             shift = self.hint_weight * (target - score)
             score = round(min(max(score + shift, 1.0), 5.0), 2)
         rng = random.Random(image_key(image) ^ (self.seed * 0x9E3779B97F4A7C15 & (2 ** 64 - 1)))
-        text = write_reasoning(r["severities"], r["diagnosis"], score, rng, hint_shift=shift)
+        text = write_reasoning(r["severities"], r["diagnosis"], score, rng, hint_shift=shift,
+                               diagnosis_first=self.diagnosis_first)
         return format_answer(score, text)
 
     def fit(self, images: Iterable, mos: Sequence[float], n_knots: int = 12) -> dict:

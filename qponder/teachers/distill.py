@@ -35,6 +35,7 @@ class DistillRecipe:
     skip_missing: bool = False
     calibrate: bool = True  # attribute teacher: fit its score mapping on this data's MOS first
     calibrate_max: int = 800  # images used for that fit
+    diagnosis_first: bool = False  # attribute teacher: name the dominant problem before the attribute survey
     # openai teacher
     base_url: str = "http://localhost:8000/v1"
     model: str = ""
@@ -50,7 +51,8 @@ def make_teacher(recipe: DistillRecipe, records: list[Record], root: Path):
     if recipe.teacher == "attribute":
         from qponder.teachers.attribute import AttributeTeacher
 
-        teacher = AttributeTeacher(use_mos_hint=recipe.use_mos_hint, seed=recipe.seed)
+        teacher = AttributeTeacher(use_mos_hint=recipe.use_mos_hint, seed=recipe.seed,
+                                   diagnosis_first=recipe.diagnosis_first)
         if recipe.calibrate:
             from qponder.eval.evaluate import open_image
 

@@ -25,6 +25,9 @@ class SFTRecipe:
     out: str = "runs/sft"
     reasoning: bool = True  # False: answer only (no <think>), the paper's no-CoT baseline
     target_score: str = "mos"  # "mos" | "teacher": which score closes the target
+    # also train an answer-only turn (no-think prompt, MOS target) for every image of the distilled JSONL,
+    # kept or not: the human score then supervises the image read-out directly, beside the teacher's traces
+    direct_answers: bool = False
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
@@ -59,12 +62,15 @@ def _resolve(image: str, root: Path | None, base: Path) -> Path:
 
 
 def sft_examples(recipe: SFTRecipe) -> list[dict]:
-    """Rows of {"image": path, "completion": text} from a distilled JSONL or a meta/CSV."""
+    """Rows of {"image": path, "completion": text, "think": bool} from a distilled JSONL or a meta/CSV."""
     data = Path(recipe.data)
     if not data.exists():
         raise QPonderError(f"{data}: training data not found")
     root = Path(recipe.images) if recipe.images else None
     rows = []
+    if recipe.direct_answers and not (recipe.reasoning and data.suffix == ".jsonl"):
+        raise QPonderError("direct_answers adds answer-only turns to reasoning traces: it needs a distilled "
+                           "JSONL and reasoning: true")
     if data.suffix == ".jsonl":
         for i, line in enumerate(data.read_text().splitlines(), start=1):
             if not line.strip():
@@ -73,6 +79,12 @@ def sft_examples(recipe: SFTRecipe) -> list[dict]:
                 d = json.loads(line)
             except json.JSONDecodeError:
                 raise QPonderError(f"{data}: line {i} is not JSON") from None
+            image = d.get("path") or d.get("image")
+            if recipe.direct_answers:
+                if image is None or not isinstance(d.get("mos"), (int, float)):
+                    raise QPonderError(f"{data}: line {i} needs 'image' and a numeric 'mos' for direct_answers")
+                rows.append({"image": str(_resolve(image, root, data.parent)), "completion": format_answer(d["mos"]),
+                             "think": False})
             if not d.get("kept"):
                 continue
             parsed = parse(d.get("text"))
@@ -82,8 +94,10 @@ def sft_examples(recipe: SFTRecipe) -> list[dict]:
             reasoning = parsed.reasoning if recipe.reasoning else None
             if recipe.reasoning and not reasoning:
                 raise QPonderError(f"{data}: line {i} is kept but has no <think> reasoning")
-            image = d.get("path") or d["image"]
-            rows.append({"image": str(_resolve(image, root, data.parent)), "completion": format_answer(score, reasoning)})
+            if image is None:
+                raise QPonderError(f"{data}: line {i} has no 'image'")
+            rows.append({"image": str(_resolve(image, root, data.parent)), "completion": format_answer(score, reasoning),
+                         "think": recipe.reasoning})
     else:
         from qponder.data.records import check_images, load_records
         from qponder.eval.evaluate import default_image_root
@@ -93,7 +107,7 @@ def sft_examples(recipe: SFTRecipe) -> list[dict]:
         recs = load_records(data)
         root = root or default_image_root(data, recs)
         recs = check_images(recs, root, source=str(data))
-        rows = [{"image": str(r.path(root)), "completion": format_answer(r.mos)} for r in recs]
+        rows = [{"image": str(r.path(root)), "completion": format_answer(r.mos), "think": False} for r in recs]
     if not rows:
         raise QPonderError(f"{data}: no usable training examples (no kept traces?)")
     missing = [r["image"] for r in rows if not Path(r["image"]).is_file()]
@@ -102,15 +116,19 @@ def sft_examples(recipe: SFTRecipe) -> list[dict]:
     return rows
 
 
-def make_dataset(rows: list[dict], prompt: str):
-    """A datasets.Dataset with ``messages`` and a lazily decoded ``image`` column (TRL's VLM layout)."""
+def make_dataset(rows: list[dict]):
+    """A datasets.Dataset with ``messages`` and a lazily decoded ``image`` column (TRL's VLM layout).
+
+    Each row is asked with the prompt of its kind: the reasoning prompt, or the no-think one.
+    """
     from datasets import Dataset, Image
 
     from qponder.score import build_messages
 
+    prompt = {True: prompts.load("student"), False: prompts.load("student_nothink")}
     ds = Dataset.from_dict({
         "image": [r["image"] for r in rows],
-        "messages": [build_messages(prompt, r["completion"]) for r in rows],
+        "messages": [build_messages(prompt[r.get("think", True)], r["completion"]) for r in rows],
     })
     return ds.cast_column("image", Image())
 
@@ -125,7 +143,7 @@ def train(recipe: SFTRecipe, resume: bool = False) -> Path:
         raise QPonderError("sft: no --model given (a student folder from `qponder model init` or an HF VLM)")
     out = Path(recipe.out)
     rows = sft_examples(recipe)
-    dataset = make_dataset(rows, prompts.load("student" if recipe.reasoning else "student_nothink"))
+    dataset = make_dataset(rows)
     model, processor, peft_config, cpu = prepare(recipe, out)
     args = SFTConfig(
         output_dir=str(out / "checkpoints"), max_steps=recipe.max_steps if recipe.max_steps > 0 else -1,

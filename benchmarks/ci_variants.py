@@ -1,0 +1,92 @@
+"""Stage-1 variants of Q-Ponder-CI, each trained and evaluated exactly like the demo's `ci` stage.
+
+Every arm starts from a student (the demo's, or a fresh one with other preset fields), trains CoT SFT on the
+demo's distilled traces with the demo's budget (300 steps, batch 8, lr 1e-3 cosine, seed 0) plus the arm's
+overrides, and is evaluated greedy on the demo's splits (every 4th `test` image, all of the cross-domain ones),
+with the demo's judge for the consistency rate. Arms whose SFT saw answer-only turns are also evaluated in
+no-think mode.
+
+    python benchmarks/ci_variants.py --run runs/demo --arms direct,layers6,layers6_direct
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+ARMS: dict[str, dict] = {
+    "default": {"student": {}, "sft": {}},
+    "direct": {"student": {}, "sft": {"direct_answers": True}},
+    "layers6": {"student": {"vision_layers": 6}, "sft": {}},
+    "layers6_direct": {"student": {"vision_layers": 6}, "sft": {"direct_answers": True}},
+    "dfirst": {"student": {}, "distill": {"diagnosis_first": True}, "sft": {}},
+    "dfirst_layers6": {"student": {"vision_layers": 6}, "distill": {"diagnosis_first": True}, "sft": {}},
+}
+KEYS = ("n", "srcc", "plcc", "family_acc", "severity_acc", "parse_fail_rate", "mean_tokens", "consistency_rate",
+        "distinct_scores")
+
+
+def main() -> None:
+    import torch
+
+    from qponder.data.records import load_records
+    from qponder.eval.evaluate import evaluate
+    from qponder.judge import TextJudge
+    from qponder.models.build import init_model
+    from qponder.score import Scorer, VLMPredictor
+    from qponder.teachers.distill import DistillRecipe, distill
+    from qponder.train.sft import SFTRecipe, train
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", type=Path, default=Path("runs/demo"))
+    ap.add_argument("--arms", default="direct")
+    ap.add_argument("--out", type=Path, default=Path("runs/bench/ci_variants"))
+    ap.add_argument("--results", type=Path, default=Path("benchmarks/results/ci_variants.json"))
+    a = ap.parse_args()
+    results = json.loads(a.results.read_text()) if a.results.exists() else {}
+    judge = TextJudge.load(next((a.run / "judge").glob("*.json")))
+    meta = a.run / "synth" / "metas"
+    splits = {s: load_records(meta / f"{s}.json")[::4 if s == "test" else 1]
+              for s in ("test", "test_xtype", "test_compound")}
+    for arm in a.arms.split(","):
+        spec, out = ARMS[arm], a.out / arm
+        res = {"overrides": spec, "threads": torch.get_num_threads(), "omp": os.environ.get("OMP_NUM_THREADS"),
+               "sft_seconds": None, "think": {}, "no_think": {}}
+        student = a.run / "student"
+        if spec["student"]:
+            student = out / "student"
+            if not (student / "model.safetensors").exists():
+                init_model("default", student, **spec["student"])
+        data = a.run / "distill" / "train.jsonl"
+        if spec.get("distill"):  # the demo's distillation with other teacher settings
+            data = out / "distill" / "train.jsonl"
+            if not (data.parent / "done").exists():
+                distill(DistillRecipe(data=str(meta / "train.json"), out=str(data), **spec["distill"]), progress=False)
+                (data.parent / "done").touch()
+        model = out / "ci"
+        if not (model / "model.safetensors").exists():
+            t0 = time.time()
+            train(SFTRecipe(model=str(student), data=str(data), out=str(model),
+                            report_to="none", logging_steps=50, save_steps=100, **spec["sft"]))
+            res["sft_seconds"] = round(time.time() - t0, 1)
+        modes = [("think", True)] + ([("no_think", False)] if spec["sft"].get("direct_answers") else [])
+        for mode, think in modes:
+            pred = VLMPredictor(Scorer.from_pretrained(model, max_new_tokens=256), think=think)
+            for split, recs in splits.items():
+                s = evaluate(pred, meta / f"{split}.json", out / "eval" / mode / split, records=recs,
+                             progress=False, judge=judge if think else None)
+                scores = [json.loads(line).get("score") for line in
+                          (out / "eval" / mode / split / "predictions.jsonl").read_text().splitlines()]
+                s["distinct_scores"] = len({x for x in scores if x is not None})
+                res[mode][split] = {k: s.get(k) for k in KEYS}
+                print(arm, mode, split, res[mode][split], flush=True)
+        results[arm] = res
+        a.results.parent.mkdir(parents=True, exist_ok=True)
+        a.results.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
