@@ -89,8 +89,18 @@ def build(cls: type[T], path: str | Path | None = None, overrides: list[str] | N
     for item in overrides or []:
         if "=" not in item:
             raise QPonderError(f"--set {item!r}: expected key=value")
-        k, v = item.split("=", 1)
-        put(k.strip(), yaml.safe_load(v) if v.strip() else v, f"--set {k.strip()}")
+        k, v = (x.strip() for x in item.split("=", 1))
+        value = yaml.safe_load(v) if v else v
+        head, dot, sub = k.partition(".")
+        if dot:  # one key inside a mapping field: --set distill.diagnosis_first=true
+            fld = next((f for f in dataclasses.fields(cls) if f.name == head), None)
+            if fld is None or hints[head] is not dict and typing.get_origin(hints[head]) is not dict:
+                raise QPonderError(f"--set {k}: {head!r} is not a mapping section of {cls.__name__}")
+            base = values.get(head)
+            if base is None:
+                base = fld.default_factory() if fld.default_factory is not dataclasses.MISSING else dict(fld.default or {})
+            value, k = {**base, sub: value}, head
+        put(k, value, f"--set {k}")
     for k, v in options.items():
         if v is not None:
             put(k, v, f"--{k.replace('_', '-')}")
