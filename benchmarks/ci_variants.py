@@ -22,6 +22,7 @@ ARMS: dict[str, dict] = {
     "direct": {"student": {}, "sft": {"direct_answers": True}},
     "layers6": {"student": {"vision_layers": 6}, "sft": {}},
     "layers6_direct": {"student": {"vision_layers": 6}, "sft": {"direct_answers": True}},
+    "survey_first": {"student": {}, "distill": {"diagnosis_first": False}, "sft": {}},
     "dfirst": {"student": {}, "distill": {"diagnosis_first": True}, "sft": {}},
     "dfirst_layers6": {"student": {"vision_layers": 6}, "distill": {"diagnosis_first": True}, "sft": {}},
 }

@@ -186,7 +186,7 @@ def test_implements_the_teacher_protocol():
 @pytest.mark.parametrize("name", ["gaussian_blur", "jpeg"])
 def test_diagnosis_first_reorders_the_same_sentences(distorted, name):
     image = pil(distorted[name])
-    survey_first = AttributeTeacher().describe(image)
+    survey_first = AttributeTeacher(diagnosis_first=False).describe(image)
     verdict_first = AttributeTeacher(diagnosis_first=True).describe(image)
     a, b = parse(survey_first), parse(verdict_first)
     assert a.score == b.score and a.reasoning != b.reasoning

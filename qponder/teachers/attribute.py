@@ -35,11 +35,11 @@ Pipeline
     with a small ridge (non-negative weights keep "more damage, lower score"), then a monotone map of that
     (isotonic regression on 12 quantile knots, blended 70/30 with the identity so it stays strictly
     increasing). Both ends approach 1 and 5 exponentially instead of clipping, so scores do not pile up there.
-``AttributeTeacher.describe(image, mos=None)``  ``<think>...</think><answer>3.47</answer>``: a walk through the
+``AttributeTeacher.describe(image, mos=None)``  ``<think>...</think><answer>3.47</answer>``: the dominant
+    problem with a severity word from ``SEVERITY_WORDS`` and its impact on the content, then a walk through the
     six attributes (an attribute with nothing wrong is described without any family's vocabulary, so that
-    ``qponder.lexicon.family_mentions`` of the text peaks at the diagnosed family), then the dominant problem
-    with a severity word from ``SEVERITY_WORDS`` and its impact on the content, then a conclusion with a
-    quality word. Phrasing is varied deterministically: the choices are seeded by a hash of the pixels (and
+    ``qponder.lexicon.family_mentions`` of the text peaks at the diagnosed family), then a conclusion with a
+    quality word (``diagnosis_first=False``: the walk comes before the dominant problem). Phrasing is varied deterministically: the choices are seeded by a hash of the pixels (and
     the teacher's ``seed``), so one image always gives the same text and different images read differently.
 
 MOS hint (``use_mos_hint=True``, off by default): the reasoning stays the teacher's own, and the final score is
@@ -812,14 +812,15 @@ class AttributeTeacher:
 
     ``use_mos_hint``: when True and ``describe`` gets a MOS, the final score moves ``hint_weight`` of the way
     from the teacher's own score to the MOS (the reasoning stays the teacher's own). ``seed`` changes the
-    phrasing (not the measurements). ``calibration``: a dict from ``fit`` (or ``fit_calibration``); None uses
+    phrasing (not the measurements). ``diagnosis_first`` (the default): the verdict leads the reasoning, see
+    ``write_reasoning``. ``calibration``: a dict from ``fit`` (or ``fit_calibration``); None uses
     the hand-set default mapping.
     """
 
     name = "attribute"
 
     def __init__(self, use_mos_hint: bool = False, seed: int = 0, calibration: dict | None = None,
-                 hint_weight: float = 0.8, diagnosis_first: bool = False):
+                 hint_weight: float = 0.8, diagnosis_first: bool = True):
         if not 0.0 <= hint_weight <= 1.0:
             raise QPonderError(f"hint_weight must be in [0, 1] (got {hint_weight})")
         self.use_mos_hint = bool(use_mos_hint)
