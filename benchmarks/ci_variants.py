@@ -1,7 +1,8 @@
 """Stage-1 variants of Q-Ponder-CI, each trained and evaluated exactly like the demo's `ci` stage.
 
-Every arm starts from a student (the demo's, or a fresh one with other preset fields), trains CoT SFT on the
-demo's distilled traces with the demo's budget (300 steps, batch 8, lr 1e-3 cosine, seed 0) plus the arm's
+Every arm starts from a student (the demo's, a fresh one with other preset fields, or the demo's no-CoT model
+for a curriculum), trains CoT SFT on the demo's distilled traces (or on traces distilled again with the arm's
+teacher settings) with the demo's budget (300 steps, batch 8, lr 1e-3 cosine, seed 0) plus the arm's
 overrides, and is evaluated greedy on the demo's splits (every 4th `test` image, all of the cross-domain ones),
 with the demo's judge for the consistency rate. Arms whose SFT saw answer-only turns are also evaluated in
 no-think mode.
@@ -24,6 +25,7 @@ ARMS: dict[str, dict] = {
     "layers6_direct": {"student": {"vision_layers": 6}, "sft": {"direct_answers": True}},
     "survey_first": {"student": {}, "distill": {"diagnosis_first": False}, "sft": {}},
     "dfirst": {"student": {}, "distill": {"diagnosis_first": True}, "sft": {}},
+    "dfirst_curriculum": {"init": "sft_no_reasoning", "distill": {"diagnosis_first": True}, "sft": {}},
     "dfirst_layers6": {"student": {"vision_layers": 6}, "distill": {"diagnosis_first": True}, "sft": {}},
 }
 KEYS = ("n", "srcc", "plcc", "family_acc", "severity_acc", "parse_fail_rate", "mean_tokens", "consistency_rate",
@@ -56,8 +58,8 @@ def main() -> None:
         spec, out = ARMS[arm], a.out / arm
         res = {"overrides": spec, "threads": torch.get_num_threads(), "omp": os.environ.get("OMP_NUM_THREADS"),
                "sft_seconds": None, "think": {}, "no_think": {}}
-        student = a.run / "student"
-        if spec["student"]:
+        student = a.run / spec.get("init", "student")  # "sft_no_reasoning": the no-CoT-then-CoT curriculum
+        if spec.get("student"):
             student = out / "student"
             if not (student / "model.safetensors").exists():
                 init_model("default", student, **spec["student"])
