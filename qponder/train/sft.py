@@ -26,7 +26,8 @@ class SFTRecipe:
     reasoning: bool = True  # False: answer only (no <think>), the paper's no-CoT baseline
     target_score: str = "mos"  # "mos" | "teacher": which score closes the target
     # also train an answer-only turn (no-think prompt, MOS target) for every image of the distilled JSONL,
-    # kept or not: the human score then supervises the image read-out directly, beside the teacher's traces
+    # kept or not: the human score then supervises the image read-out directly, beside the teacher's traces.
+    # Off: on the embedded default with survey-first traces it gave one answer for every image (docs/results.md)
     direct_answers: bool = False
     lora: bool = False
     lora_r: int = 16
