@@ -279,7 +279,8 @@ def demo_cmd(
     out: Optional[Path] = typer.Option(None, help="Run folder (default: the recipe's, runs/demo)."),
     full: bool = typer.Option(False, "--full", help="Train longer (qponder.demo.FULL) for better numbers."),
     config: Optional[Path] = typer.Option(None, help="Demo recipe YAML (default: the built-in demo, recipes/demo.yaml)."),
-    set_: list[str] = typer.Option([], "--set", help="Override a recipe key (--set test_stride=2) or one key of a section (--set grpo.seed=1)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe key (--set test_stride=2) or one key of "
+                                   "a section (--set grpo.seed=1)."),
 ):
     """The whole pipeline on the embedded default: synth -> distill -> SFT -> GRPO -> eval -> report (resumable)."""
     from qponder.config import build

@@ -98,7 +98,8 @@ def build(cls: type[T], path: str | Path | None = None, overrides: list[str] | N
                 raise QPonderError(f"--set {k}: {head!r} is not a mapping section of {cls.__name__}")
             base = values.get(head)
             if base is None:
-                base = fld.default_factory() if fld.default_factory is not dataclasses.MISSING else dict(fld.default or {})
+                has_factory = fld.default_factory is not dataclasses.MISSING
+                base = fld.default_factory() if has_factory else dict(fld.default or {})
             value, k = {**base, sub: value}, head
         put(k, value, f"--set {k}")
     for k, v in options.items():

@@ -39,8 +39,9 @@ Pipeline
     problem with a severity word from ``SEVERITY_WORDS`` and its impact on the content, then a walk through the
     six attributes (an attribute with nothing wrong is described without any family's vocabulary, so that
     ``qponder.lexicon.family_mentions`` of the text peaks at the diagnosed family), then a conclusion with a
-    quality word (``diagnosis_first=False``: the walk comes before the dominant problem). Phrasing is varied deterministically: the choices are seeded by a hash of the pixels (and
-    the teacher's ``seed``), so one image always gives the same text and different images read differently.
+    quality word (``diagnosis_first=False``: the walk comes before the dominant problem). Phrasing is varied
+    deterministically: the choices are seeded by a hash of the pixels (and the teacher's ``seed``), so one image
+    always gives the same text and different images read differently.
 
 MOS hint (``use_mos_hint=True``, off by default): the reasoning stays the teacher's own, and the final score is
 pulled toward the given MOS, ``score + hint_weight * (mos - score)``; the conclusion's quality word follows the
@@ -741,7 +742,7 @@ def _dominant_family(text: str) -> str | None:
 
 
 def write_reasoning(sev: dict[str, float], diagnosis: Sequence[tuple[str, float]], score: float,
-                    rng: random.Random, hint_shift: float = 0.0, diagnosis_first: bool = False) -> str:
+                    rng: random.Random, hint_shift: float = 0.0, diagnosis_first: bool = True) -> str:
     """The rationale for detector severities ``sev`` and their ``diagnosis``, concluding with ``score``.
 
     ``diagnosis_first``: state the dominant problem (and its impact) before the attribute-by-attribute survey.

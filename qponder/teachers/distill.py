@@ -35,7 +35,8 @@ class DistillRecipe:
     skip_missing: bool = False
     calibrate: bool = True  # attribute teacher: fit its score mapping on this data's MOS first
     calibrate_max: int = 800  # images used for that fit
-    diagnosis_first: bool = True  # attribute teacher: the dominant problem, then the attribute survey (measured: docs/results.md)
+    # attribute teacher: the dominant problem first, then the attribute survey (measured: docs/results.md)
+    diagnosis_first: bool = True
     # openai teacher
     base_url: str = "http://localhost:8000/v1"
     model: str = ""

@@ -97,8 +97,8 @@ def sft_examples(recipe: SFTRecipe) -> list[dict]:
                 raise QPonderError(f"{data}: line {i} is kept but has no <think> reasoning")
             if image is None:
                 raise QPonderError(f"{data}: line {i} has no 'image'")
-            rows.append({"image": str(_resolve(image, root, data.parent)), "completion": format_answer(score, reasoning),
-                         "think": recipe.reasoning})
+            rows.append({"image": str(_resolve(image, root, data.parent)),
+                         "completion": format_answer(score, reasoning), "think": recipe.reasoning})
     else:
         from qponder.data.records import check_images, load_records
         from qponder.eval.evaluate import default_image_root
