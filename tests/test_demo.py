@@ -8,6 +8,7 @@ import pytest
 import yaml
 from qponder.config import build
 from qponder.demo import STAGES, DemoRecipe, run_demo
+from qponder.errors import QPonderError
 from tests.test_cli import qponder
 
 TINY = dict(
@@ -56,3 +57,17 @@ def test_demo_recipe_errors_name_the_stage(tmp_path):
     res = qponder("demo", "--config", bad)
     assert res.returncode == 2 and "max_stepz" in res.stderr + res.stdout and "`sft`" in res.stderr + res.stdout
     assert "Traceback" not in res.stderr and not (tmp_path / "r" / "synth").exists()  # failed before any work
+
+
+def test_full_recipe_sections_keep_their_types():
+    # --full passes its sections as --set strings; YAML 1.1 reads 2e-05 as a string, which once crashed
+    # the GRPO stage after 20 minutes of SFT
+    from qponder.demo import _dataclass, full_overrides
+    from qponder.train.grpo import GRPORecipe
+
+    r = build(DemoRecipe, None, full_overrides())
+    g = _dataclass(GRPORecipe, r.grpo, "grpo")
+    assert isinstance(g.learning_rate, float) and g.learning_rate == DemoRecipe().grpo["learning_rate"]
+    assert g.max_steps == 200 and isinstance(g.beta, float)
+    with pytest.raises(QPonderError, match="grpo.*learning_rate: 'fast' is not a valid float"):
+        _dataclass(GRPORecipe, {"learning_rate": "fast"}, "grpo")
