@@ -62,6 +62,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+def typed(cls: type, mapping: dict, where: str) -> dict:
+    """``mapping``'s values turned into ``cls``'s field types, as a recipe file's would be (keys must be fields)."""
+    hints = typing.get_type_hints(cls)
+    return {k: _coerce(v, hints[k], f"{where}: {k}") for k, v in mapping.items()}
+
+
 def build(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
           **options: Any) -> T:
     """Build a recipe dataclass from a YAML file, ``key=value`` overrides and explicit options (None = unset)."""

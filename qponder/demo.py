@@ -60,9 +60,8 @@ def full_overrides() -> list[str]:
 
 def _dataclass(cls, overrides: dict, where: str, **paths):
     import dataclasses
-    import typing
 
-    from qponder.config import _coerce
+    from qponder.config import typed
 
     names = {f.name for f in dataclasses.fields(cls)}
     bad = sorted(set(overrides) - names)
@@ -70,9 +69,7 @@ def _dataclass(cls, overrides: dict, where: str, **paths):
         raise QPonderError(f"demo recipe: unknown key(s) {', '.join(bad)} under `{where}`; "
                            f"valid keys: {', '.join(sorted(names))}")
     # the same typing as a stage's own recipe file: YAML 1.1 reads 2e-5 (no dot) as a string, for one
-    hints = typing.get_type_hints(cls)
-    values = {k: _coerce(v, hints[k], f"demo recipe `{where}`: {k}") for k, v in overrides.items()}
-    return cls(**{**values, **paths})
+    return cls(**{**typed(cls, overrides, f"demo recipe `{where}`"), **paths})
 
 
 class Run:
