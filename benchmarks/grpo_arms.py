@@ -69,7 +69,8 @@ def main() -> None:
         for seed in seeds:
             name = f"{arm}_s{seed}"
             m = summary("qponder" if folders[name] == a.run / "qponder" else name)
-            runs[name] = {"metrics": m, "seconds": seconds.get(name),
+            earlier = res["arms"].get(arm, {}).get("runs", {}).get(name, {})  # a rerun must not drop measured times
+            runs[name] = {"metrics": m, "seconds": seconds.get(name, earlier.get("seconds")),
                           "srcc_delta": {s: round(m[s]["srcc"] - ci[s]["srcc"], 4) for s in demo.splits},
                           "family_acc_delta_test": round(m["test"]["family_acc"] - ci["test"]["family_acc"], 4)}
         deltas = {s: [r["srcc_delta"][s] for r in runs.values()] for s in demo.splits}
