@@ -23,7 +23,7 @@ KEYS = ("srcc", "plcc", "family_acc", "consistency_rate", "mean_tokens")
 
 
 def main() -> None:
-    from qponder.config import build
+    from qponder.config import build, typed
     from qponder.demo import DemoRecipe, Run, evaluate_all
     from qponder.train.grpo import GRPORecipe, train
 
@@ -34,7 +34,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/grpo_arms.json"))
     a = ap.parse_args()
     demo = build(DemoRecipe, a.run / "demo.yaml")
-    base = {**demo.grpo, "model": str(a.run / "ci"), "data": str(a.run / "synth" / "metas" / "train.json")}
+    # typed like the demo's own GRPO stage: a --set section in demo.yaml may hold "2e-05" as a string
+    base = {**typed(GRPORecipe, demo.grpo, f"{a.run}/demo.yaml `grpo`"),
+            "model": str(a.run / "ci"), "data": str(a.run / "synth" / "metas" / "train.json")}
     arms = {name: json.loads(js) for name, js in (x.split("=", 1) for x in a.arm)}
     seeds = [int(s) for s in a.seeds.split(",")]
     demo_seed = GRPORecipe(**base).seed
@@ -53,6 +55,7 @@ def main() -> None:
             folders[name] = model_dir = a.run / "ablation" / name
             if not (model_dir / "model.safetensors").exists():
                 t0 = time.time()
+                over = typed(GRPORecipe, over, f"arm {arm}")
                 train(GRPORecipe(**{**base, **over, "seed": seed, "out": str(model_dir)}))
                 seconds[name] = round(time.time() - t0, 1)
     extra = {n: p for n, p in folders.items() if p != a.run / "qponder"}

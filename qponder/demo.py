@@ -196,6 +196,12 @@ def check(r: DemoRecipe) -> None:
     _dataclass(SFTRecipe, r.sft, "sft")
     g = _dataclass(GRPORecipe, r.grpo, "grpo")
     reward_functions(g.rewards, g.reward_kwargs)
+    from qponder.config import typed
+
+    # stored typed, so the run's demo.yaml reads back as it ran (a --set "2e-05" would stay a string there)
+    for name, cls in (("synth", SynthConfig), ("distill", DistillRecipe), ("sft_no_reasoning", SFTRecipe),
+                      ("sft", SFTRecipe), ("grpo", GRPORecipe)):
+        setattr(r, name, typed(cls, getattr(r, name), f"demo recipe `{name}`"))
     unknown = set(r.splits) - set(SPLITS)
     if unknown:
         raise QPonderError(f"demo recipe: unknown split(s) {', '.join(sorted(unknown))}; valid: {', '.join(SPLITS)}")

@@ -71,3 +71,16 @@ def test_full_recipe_sections_keep_their_types():
     assert g.max_steps == 200 and isinstance(g.beta, float)
     with pytest.raises(QPonderError, match="grpo.*learning_rate: 'fast' is not a valid float"):
         _dataclass(GRPORecipe, {"learning_rate": "fast"}, "grpo")
+
+
+def test_checked_recipe_is_dumped_typed(tmp_path):
+    # the run's demo.yaml is what benchmarks rebuild the GRPO recipe from: it must hold 2e-05 as a float
+    from qponder.config import dump
+    from qponder.demo import check, full_overrides
+
+    r = build(DemoRecipe, None, full_overrides())
+    check(r)
+    assert isinstance(r.grpo["learning_rate"], float)
+    again = build(DemoRecipe, dump(r, tmp_path / "demo.yaml"))
+    assert again.grpo["learning_rate"] == DemoRecipe().grpo["learning_rate"]
+    assert isinstance(again.grpo["learning_rate"], float)
