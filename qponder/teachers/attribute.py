@@ -707,6 +707,10 @@ _CLEAN = ("No defect stands out; the image looks clean.", "Nothing in particular
           "No defects stand out; it looks like a pristine capture.", "I find no clear defect.")
 _CONCLUDE = ("Overall the quality is {q}.", "Taking everything into account, the quality is {q}.",
              "My overall judgement: {q} quality.", "In sum, this is {a_q} image.")
+# Said when a secondary problem is named as often as the dominant one. Each at most once: a trace that repeats
+# one sentence teaches the student a loop (stop 3's CI looped on "Again, ..." in all 63 of its unparsed answers).
+_RESTATE = ("Again, the {noun} is what matters most here.", "Above everything else it is the {noun} that counts.",
+            "The {noun} outweighs the rest.", "So the {noun} decides my verdict.")
 _HINT_GAP = ("The overall impression is somewhat {dir} than the individual measurements alone suggest.",
              "Judged as a whole, the picture reads a little {dir} than these measurements alone suggest.")
 
@@ -789,11 +793,12 @@ def write_reasoning(sev: dict[str, float], diagnosis: Sequence[tuple[str, float]
     text = " ".join(p for p in parts if p)
     if problems:  # the family named most must be the diagnosed one; say it once more if a secondary one ties
         fam, noun = problems[0][0], _PROBLEM[worst[problems[0][0]]][1]
-        for _ in range(4):
-            if _dominant_family(text) == fam:
-                break
+        if _dominant_family(text) != fam:  # drawn only here, so other traces keep their phrasing
             conclusion = parts[-1]
-            text = text[: len(text) - len(conclusion)] + f"Again, the {noun} is what matters most here. " + conclusion
+            for line in rng.sample(_RESTATE, len(_RESTATE)):
+                text = text[: len(text) - len(conclusion)] + line.format(noun=noun) + " " + conclusion
+                if _dominant_family(text) == fam:
+                    break
     return text
 
 
