@@ -27,6 +27,14 @@ ARMS: dict[str, dict] = {
     "dfirst": {"student": {}, "distill": {"diagnosis_first": True}, "sft": {}},
     "dfirst_curriculum": {"init": "sft_no_reasoning", "distill": {"diagnosis_first": True}, "sft": {}},
     "dfirst_layers6": {"student": {"vision_layers": 6}, "distill": {"diagnosis_first": True}, "sft": {}},
+    # stop 5: the pretrained tower trained at its own small lr (the LM keeps 1e-3); no-CoT arms are the cheap probe
+    "nocot": {"sft": {"reasoning": False}},
+    "nocot_tower1e5": {"sft": {"reasoning": False, "freeze_vision": False, "vision_learning_rate": 1e-5}},
+    "nocot_tower3e6": {"sft": {"reasoning": False, "freeze_vision": False, "vision_learning_rate": 3e-6}},
+    "nocot_tower3e5": {"sft": {"reasoning": False, "freeze_vision": False, "vision_learning_rate": 3e-5}},
+    "nocot_tower1e4": {"sft": {"reasoning": False, "freeze_vision": False, "vision_learning_rate": 1e-4}},
+    "tower1e5": {"sft": {"freeze_vision": False, "vision_learning_rate": 1e-5}},
+    "tower1e4": {"sft": {"freeze_vision": False, "vision_learning_rate": 1e-4}},
 }
 KEYS = ("n", "srcc", "plcc", "family_acc", "severity_acc", "parse_fail_rate", "mean_tokens", "consistency_rate",
         "distinct_scores")
@@ -76,6 +84,8 @@ def main() -> None:
                             report_to="none", logging_steps=50, save_steps=100, **spec["sft"]))
             res["sft_seconds"] = round(time.time() - t0, 1)
         modes = [("think", True)] + ([("no_think", False)] if spec["sft"].get("direct_answers") else [])
+        if spec["sft"].get("reasoning") is False:
+            modes = [("no_think", False)]
         for mode, think in modes:
             pred = VLMPredictor(Scorer.from_pretrained(model, max_new_tokens=256), think=think)
             for split, recs in splits.items():

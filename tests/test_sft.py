@@ -113,3 +113,35 @@ def test_direct_answers_add_an_answer_only_turn_per_image(setup):
     assert asked == {True: prompts.load("student"), False: prompts.load("student_nothink")}
     with pytest.raises(QPonderError, match="direct_answers"):
         sft_examples(SFTRecipe(data=str(setup / "metas" / "train.json"), reasoning=False, direct_answers=True))
+
+
+def test_vision_tower_trains_at_its_own_learning_rate(setup, tmp_path):
+    from qponder.models import load
+    from qponder.train.common import vision_modules
+
+    def weights(folder):
+        model, _ = load(str(folder))
+        ids = {id(p) for p in vision_modules(model).parameters()}
+        named = dict(model.named_parameters())
+        tower = {n: p.detach().clone() for n, p in named.items() if id(p) in ids}
+        rest = {n: p.detach().clone() for n, p in named.items() if id(p) not in ids}
+        assert tower and rest
+        return tower, rest
+
+    start_tower, start_rest = weights(setup / "tiny")
+    base = dict(model=str(setup / "tiny"), data=str(setup / "distilled.jsonl"), max_steps=4,
+                per_device_train_batch_size=4, learning_rate=3e-3, save_steps=100, report_to="none")
+
+    def moved(before, after):
+        return max((after[n] - p).abs().max().item() for n, p in before.items())
+
+    frozen_lr = train(SFTRecipe(out=str(tmp_path / "zero"), freeze_vision=False, vision_learning_rate=0.0, **base))
+    tower, rest = weights(frozen_lr)
+    assert moved(start_tower, tower) == 0.0 and moved(start_rest, rest) > 1e-3
+    slow = train(SFTRecipe(out=str(tmp_path / "slow"), freeze_vision=False, vision_learning_rate=3e-5, **base))
+    tower, _ = weights(slow)
+    # Adam moves each weight by about lr per step: 4 steps at 3e-5 stay far below the LM's 3e-3 steps
+    assert 0.0 < moved(start_tower, tower) < 4 * 3e-5 * 1.5
+    with pytest.raises(QPonderError, match="vision_learning_rate applies to full fine-tuning"):
+        train(SFTRecipe(out=str(tmp_path / "lora"), freeze_vision=False, vision_learning_rate=1e-5, lora=True,
+                        **base))

@@ -18,6 +18,36 @@ def vision_modules(model):
     raise QPonderError(f"{type(model).__name__}: cannot find the vision tower to freeze")
 
 
+class TowerLR:
+    """Optimizer factory (transformers' ``optimizer_cls_and_kwargs``): AdamW with the vision tower at its own lr.
+
+    A pretrained tower trained at the random LM's lr loses its features (docs/student.md); a much smaller lr
+    lets it adapt to quality cues instead. A factory, not a ready optimizer, so the Trainer builds it after
+    placing the model on its device.
+    """
+
+    def __call__(self, model, lr: float, vision_lr: float, weight_decay: float = 0.0):
+        import torch
+
+        tower = {id(p) for p in vision_modules(model).parameters()}
+        params = [p for p in model.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if id(p) in tower], "lr": vision_lr},
+                  {"params": [p for p in params if id(p) not in tower], "lr": lr}]
+        return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
+
+
+def optimizer_args(recipe) -> dict:
+    """Trainer kwargs for the recipe's optimizer: the default, or ``TowerLR`` when the tower has its own lr."""
+    vision_lr = getattr(recipe, "vision_learning_rate", None)
+    if vision_lr is None or recipe.freeze_vision:
+        return {}
+    if recipe.lora:
+        raise QPonderError("vision_learning_rate applies to full fine-tuning; with lora: true the tower is adapted "
+                           "through LoRA at the recipe's learning_rate")
+    return {"optimizer_cls_and_kwargs": (TowerLR, {"lr": recipe.learning_rate, "vision_lr": float(vision_lr),
+                                                   "weight_decay": recipe.weight_decay})}
+
+
 def last_checkpoint(out: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 

@@ -35,6 +35,7 @@ class SFTRecipe:
     lora_dropout: float = 0.05
     lora_target_modules: str = "all-linear"
     freeze_vision: bool = True  # measured: training the DINOv2 tower at the LM's lr destroys its features (docs/student.md)
+    vision_learning_rate: float | None = None  # with freeze_vision: false, the tower's own lr (None: learning_rate)
     max_steps: int = 300  # <= 0: use num_train_epochs
     num_train_epochs: float = 1.0
     per_device_train_batch_size: int = 8
@@ -138,7 +139,7 @@ def train(recipe: SFTRecipe, resume: bool = False) -> Path:
     """Run SFT and write an HF folder (model + processor) to ``recipe.out``; returns it."""
     from trl import SFTConfig, SFTTrainer
 
-    from qponder.train.common import prepare, run
+    from qponder.train.common import optimizer_args, prepare, run
 
     if not recipe.model:
         raise QPonderError("sft: no --model given (a student folder from `qponder model init` or an HF VLM)")
@@ -157,5 +158,5 @@ def train(recipe: SFTRecipe, resume: bool = False) -> Path:
         report_to=recipe.report_to, assistant_only_loss=True, max_length=None,
         remove_unused_columns=False, dataloader_num_workers=0, **recipe.extra_args)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
-                         peft_config=peft_config)
+                         peft_config=peft_config, **optimizer_args(recipe))
     return run(trainer, recipe, processor, out, resume)
