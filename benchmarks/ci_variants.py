@@ -34,7 +34,8 @@ ARMS: dict[str, dict] = {
     "nocot_tower3e5": {"sft": {"reasoning": False, "freeze_vision": False, "vision_learning_rate": 3e-5}},
     "nocot_tower1e4": {"sft": {"reasoning": False, "freeze_vision": False, "vision_learning_rate": 1e-4}},
     "tower1e5": {"sft": {"freeze_vision": False, "vision_learning_rate": 1e-5}},
-    "tower1e4": {"sft": {"freeze_vision": False, "vision_learning_rate": 1e-4}},
+    # `direct` again, run on a demo whose traces are diagnosis-first (runs/demo_stop5); `direct` was survey-first
+    "dfirst_direct": {"sft": {"direct_answers": True}},
 }
 KEYS = ("n", "srcc", "plcc", "family_acc", "severity_acc", "parse_fail_rate", "mean_tokens", "consistency_rate",
         "distinct_scores")
