@@ -23,7 +23,8 @@ class TowerLR:
 
     A pretrained tower trained at the random LM's lr loses its features (docs/student.md); a much smaller lr
     lets it adapt to quality cues instead. A factory, not a ready optimizer, so the Trainer builds it after
-    placing the model on its device.
+    placing the model on its device. Plain AdamW with torch's defaults (the Trainer's own betas and eps); weight
+    decay, 0 in our recipes, then applies to every parameter.
     """
 
     def __call__(self, model, lr: float, vision_lr: float, weight_decay: float = 0.0):
@@ -38,7 +39,7 @@ class TowerLR:
 
 def optimizer_args(recipe) -> dict:
     """Trainer kwargs for the recipe's optimizer: the default, or ``TowerLR`` when the tower has its own lr."""
-    vision_lr = getattr(recipe, "vision_learning_rate", None)
+    vision_lr = recipe.vision_learning_rate
     if vision_lr is None or recipe.freeze_vision:
         return {}
     if recipe.lora:
