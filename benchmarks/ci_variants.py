@@ -36,7 +36,16 @@ ARMS: dict[str, dict] = {
     "tower1e5": {"sft": {"freeze_vision": False, "vision_learning_rate": 1e-5}},
     # `direct` again, run on a demo whose traces are diagnosis-first (runs/demo_stop5); `direct` was survey-first
     "dfirst_direct": {"sft": {"direct_answers": True}},
+    # stop 6: the loss weighted toward the tokens that need the image (diagnosis, verdict, answer)
+    "weighted3": {"sft": {"loss_weights": "decisions:3"}},
+    "weighted10": {"sft": {"loss_weights": "decisions:10"}},
 }
+
+
+def _decisions(weight: float) -> dict[str, float]:
+    from qponder.teachers.attribute import ANSWER_PATTERN, DIAGNOSIS_PATTERN, VERDICT_PATTERN
+
+    return {DIAGNOSIS_PATTERN: weight, VERDICT_PATTERN: weight, ANSWER_PATTERN: weight}
 KEYS = ("n", "srcc", "plcc", "family_acc", "severity_acc", "parse_fail_rate", "mean_tokens", "consistency_rate",
         "distinct_scores")
 
@@ -78,11 +87,14 @@ def main() -> None:
             if not (data.parent / "done").exists():
                 distill(DistillRecipe(data=str(meta / "train.json"), out=str(data), **spec["distill"]), progress=False)
                 (data.parent / "done").touch()
+        sft = dict(spec["sft"])
+        if isinstance(sft.get("loss_weights"), str):  # "decisions:W", kept short in the results file
+            sft["loss_weights"] = _decisions(float(sft["loss_weights"].split(":")[1]))
         model = out / "ci"
         if not (model / "model.safetensors").exists():
             t0 = time.time()
             train(SFTRecipe(model=str(student), data=str(data), out=str(model),
-                            report_to="none", logging_steps=50, save_steps=100, **spec["sft"]))
+                            report_to="none", logging_steps=50, save_steps=100, **sft))
             res["sft_seconds"] = round(time.time() - t0, 1)
         modes = [("think", True)] + ([("no_think", False)] if spec["sft"].get("direct_answers") else [])
         if spec["sft"].get("reasoning") is False:

@@ -700,6 +700,14 @@ _DOMINANT = (
     "Main defect: {sev} {noun}",
     "What limits this image most is {sev} {noun}",
 )
+# The sentences that carry the teacher's decisions, for the SFT recipe's ``loss_weights``: the dominant problem
+# (or that there is none), the closing quality word, and the answer. tests/test_sft_weighting.py keeps them in step
+# with the phrase bank above and below.
+DIAGNOSIS_PATTERN = (r"((?:The dominant problem:|Above all, the image suffers from|Main defect:|What limits this "
+                     r"image most is|No defects? stands? out|Nothing in particular degrades|I find no clear defect)"
+                     r"[^.]*\.)")
+VERDICT_PATTERN = r"([^.]*\.)</think>"
+ANSWER_PATTERN = r"<answer>.*?</answer>"
 _ALSO = (", together with {sev} {noun}", ", plus {sev} {noun}", "; there is also {sev} {noun}")
 _IMPACT = ("As a result, {impact}.", "Its impact on the content: {impact}.", "Consequently, {impact}.",
            "In practice, {impact}.")

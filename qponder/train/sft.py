@@ -36,6 +36,8 @@ class SFTRecipe:
     lora_target_modules: str = "all-linear"
     freeze_vision: bool = True  # measured: training the DINOv2 tower at the LM's lr destroys its features (docs/student.md)
     vision_learning_rate: float | None = None  # with freeze_vision: false, the tower's own lr (None: learning_rate)
+    # regex over the assistant text -> weight of the target tokens it matches (others 1); see train/weighting.py
+    loss_weights: dict = field(default_factory=dict)
     max_steps: int = 300  # <= 0: use num_train_epochs
     num_train_epochs: float = 1.0
     per_device_train_batch_size: int = 8
@@ -157,6 +159,12 @@ def train(recipe: SFTRecipe, resume: bool = False) -> Path:
         bf16=recipe.bf16 and not cpu, use_cpu=cpu, gradient_checkpointing=recipe.gradient_checkpointing,
         report_to=recipe.report_to, assistant_only_loss=True, max_length=None,
         remove_unused_columns=False, dataloader_num_workers=0, **recipe.extra_args)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
-                         peft_config=peft_config, **optimizer_args(recipe))
+    trainer_cls, extra = SFTTrainer, {}
+    if recipe.loss_weights:
+        from qponder.train.weighting import TokenWeights, weighted_sft_trainer
+
+        trainer_cls = weighted_sft_trainer(SFTTrainer)
+        extra["token_weights"] = TokenWeights(getattr(processor, "tokenizer", processor), recipe.loss_weights)
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=processor,
+                          peft_config=peft_config, **optimizer_args(recipe), **extra)
     return run(trainer, recipe, processor, out, resume)
