@@ -39,6 +39,9 @@ ARMS: dict[str, dict] = {
     # stop 6: the loss weighted toward the tokens that need the image (diagnosis, verdict, answer)
     "weighted3": {"sft": {"loss_weights": "decisions:3"}},
     "weighted10": {"sft": {"loss_weights": "decisions:10"}},
+    "tokens16": {"student": {"downsample": 4}, "sft": {}},  # 4x4 pixel shuffle: 16 richer image tokens, not 64
+    "default_s1": {"sft": {"seed": 1}},  # the data order alone, for the size of the noise
+    "weighted3_s1": {"sft": {"loss_weights": "decisions:3", "seed": 1}},
 }
 
 
