@@ -40,6 +40,9 @@ ARMS: dict[str, dict] = {
     "weighted3": {"sft": {"loss_weights": "decisions:3"}},
     "weighted10": {"sft": {"loss_weights": "decisions:10"}},
     "tokens16": {"student": {"downsample": 4}, "sft": {}},  # 4x4 pixel shuffle: 16 richer image tokens, not 64
+    # traces whose named family is not the distortion label are dropped too (1,302 -> 816 kept)
+    "famcheck": {"distill": {"check_family": True}, "sft": {}},
+    "famcheck_s1": {"distill": {"check_family": True}, "sft": {"seed": 1}},
     "default_s1": {"sft": {"seed": 1}},  # the data order alone, for the size of the noise
     "weighted3_s1": {"sft": {"loss_weights": "decisions:3", "seed": 1}},
 }

@@ -99,3 +99,32 @@ def test_teacher_errors_are_rows_not_crashes(data, tmp_path, monkeypatch):
 
     s = run(data, tmp_path / "d.jsonl", Flaky(), monkeypatch)
     assert s["images"] == 10 and s["dropped"]["teacher error"] == 1
+
+
+def test_family_check_drops_traces_that_name_another_family():
+    ok = "<answer>3.00</answer>"
+    blur = f"<think>The image is blurry and soft.</think>{ok}"
+    noisy = f"<think>Heavy noise and grain everywhere.</think>{ok}"
+    clean = f"<think>Nothing is wrong with it.</think>{ok}"
+    assert D.verdict(blur, 3.0, 0.5, family="blur")[:2] == (True, "kept")
+    assert D.verdict(noisy, 3.0, 0.5, family="blur")[:2] == (False, "family disagrees with label")
+    assert D.verdict(noisy, 3.0, 0.5, family="blur+noise")[0]  # a compound: either family counts
+    assert D.verdict(clean, 3.0, 0.5, family="none")[0]
+    assert D.verdict(blur, 3.0, 0.5, family="none")[:2] == (False, "family disagrees with label")
+    assert not D.verdict(clean, 3.0, 0.5, family="noise")[0]
+    assert D.verdict(noisy, 3.0, 0.5)[0] and D.verdict(noisy, 3.0, 0.5, family=None)[0]  # no label: no check
+    # the MOS filter still comes first
+    assert D.verdict(blur, 4.0, 0.5, family="blur")[1] == "score disagrees with MOS"
+
+
+def test_family_check_in_a_distillation(data, tmp_path, monkeypatch):
+    recs = [Record(f"{i}.png", min(5.0, 1 + 4 * 25 * i / 255), family="brightness" if i % 2 else "blur")
+            for i in range(7)]
+    write_meta(recs, data / "metas" / "fam.json")
+    monkeypatch.setattr(D, "make_teacher", lambda recipe, records, root: FakeTeacher())
+    # the fake teacher talks about brightness ("dark"/"bright"): only the brightness-labelled images can stay
+    s = D.distill(D.DistillRecipe(data=str(data / "metas" / "fam.json"), out=str(tmp_path / "f.jsonl"),
+                                  check_family=True), progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "f.jsonl").read_text().splitlines()]
+    assert {r["image"] for r in rows if r["kept"]} == {"1.png", "3.png", "5.png"}
+    assert s["dropped"] == {"unparseable": 1, "family disagrees with label": 3} and s["check_family"] is True

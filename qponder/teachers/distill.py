@@ -31,6 +31,9 @@ class DistillRecipe:
     tolerance: float = 0.5  # keep a trace when |teacher score - MOS| <= tolerance (MOS on [1, 5])
     retries: int = 0  # extra attempts for a rejected image
     use_mos_hint: bool = False  # tell the teacher the MOS (documented option; off: an honest teacher)
+    # also drop a trace whose named distortion family (qponder.eval.reasoning.named_family) is not the record's
+    # label, where the data has one ("none": the trace must name no family): the MOS filter for the diagnosis
+    check_family: bool = False
     limit: int | None = None
     skip_missing: bool = False
     calibrate: bool = True  # attribute teacher: fit its score mapping on this data's MOS first
@@ -71,8 +74,9 @@ def make_teacher(recipe: DistillRecipe, records: list[Record], root: Path):
     raise QPonderError(f"unknown teacher {recipe.teacher!r}: 'attribute' or 'openai'")
 
 
-def verdict(text: str | None, mos: float, tolerance: float, error: str | None = None) -> tuple[bool, str, float | None]:
-    """(kept, why, teacher score) for one trace."""
+def verdict(text: str | None, mos: float, tolerance: float, error: str | None = None,
+            family: str | None = None) -> tuple[bool, str, float | None]:
+    """(kept, why, teacher score) for one trace; ``family``: the label its reasoning must name (None: no check)."""
     if error:
         return False, f"teacher error: {error}", None
     p = parse(text)
@@ -82,6 +86,12 @@ def verdict(text: str | None, mos: float, tolerance: float, error: str | None = 
         return False, "no reasoning", p.score
     if abs(p.score - mos) > tolerance:
         return False, "score disagrees with MOS", p.score
+    if family:
+        from qponder.eval.reasoning import named_family
+
+        named = named_family(p.reasoning)
+        if (named is not None) if family == "none" else (named not in family.split("+")):
+            return False, "family disagrees with label", p.score
     return True, "kept", p.score
 
 
@@ -110,8 +120,9 @@ def read_done(path: Path) -> dict[str, dict]:
     return done
 
 
-def _row(rec: Record, root: Path, teacher: str, text, error, attempts: int, tolerance: float, history: list) -> dict:
-    kept, why, score = verdict(text, rec.mos, tolerance, error)
+def _row(rec: Record, root: Path, teacher: str, text, error, attempts: int, tolerance: float, history: list,
+         check_family: bool = False) -> dict:
+    kept, why, score = verdict(text, rec.mos, tolerance, error, rec.family if check_family else None)
     return {"image": rec.image, "path": str(rec.path(root).resolve()), "mos": rec.mos, "dis_type": rec.dis_type,
             "family": rec.family, "level": rec.level, "split": rec.split, "teacher": teacher, "text": text,
             "score": score, "kept": kept, "verdict": why, "attempts": attempts, "rejected": history}
@@ -146,7 +157,8 @@ def distill(recipe: DistillRecipe, progress: bool = True) -> dict:
                 break
             again = []
             for rec, text, error in _ask(teacher, pending, root, recipe.use_mos_hint, open_image):
-                row = _row(rec, root, teacher.name, text, error, attempt, recipe.tolerance, history[rec.image])
+                row = _row(rec, root, teacher.name, text, error, attempt, recipe.tolerance, history[rec.image],
+                           recipe.check_family)
                 if not row["kept"] and attempt <= recipe.retries:
                     history[rec.image].append({"text": text, "verdict": row["verdict"]})
                     again.append(rec)
@@ -162,7 +174,8 @@ def distill(recipe: DistillRecipe, progress: bool = True) -> dict:
                "kept": sum(r["kept"] for r in rows),
                "kept_share": round(sum(r["kept"] for r in rows) / len(rows), 4) if rows else None,
                "dropped": dict(Counter(r["verdict"].split(":")[0] for r in rows if not r["kept"])),
-               "tolerance": recipe.tolerance, "seconds_this_run": round(time.time() - t0, 1)}
+               "tolerance": recipe.tolerance, "check_family": recipe.check_family,
+               "seconds_this_run": round(time.time() - t0, 1)}
     out.with_suffix(".summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
