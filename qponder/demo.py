@@ -33,7 +33,9 @@ class DemoRecipe:
     out: str = "runs/demo"
     preset: str = "default"  # student preset (qponder.models.build.PRESETS)
     synth: dict = field(default_factory=dict)  # qponder.data.synth.SynthConfig fields (default: full build)
-    distill: dict = field(default_factory=dict)  # qponder.teachers.distill.DistillRecipe fields
+    # qponder.teachers.distill.DistillRecipe fields. check_family: qponder-synth has distortion labels, and
+    # traces that name another family taught the student the teacher's misreadings (docs/results.md, stop 6)
+    distill: dict = field(default_factory=lambda: {"check_family": True})
     sft_no_reasoning: dict = field(default_factory=lambda: {"max_steps": 300, "save_steps": 100})
     sft: dict = field(default_factory=lambda: {"max_steps": 300, "save_steps": 100})  # -> Q-Ponder-CI
     ci_from_no_reasoning: bool = False  # start CoT SFT from the no-CoT model instead of the fresh student
