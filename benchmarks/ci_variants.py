@@ -43,6 +43,8 @@ ARMS: dict[str, dict] = {
     # traces whose named family is not the distortion label are dropped too (1,302 -> 816 kept)
     "famcheck": {"distill": {"check_family": True}, "sft": {}},
     "famcheck_s1": {"distill": {"check_family": True}, "sft": {"seed": 1}},
+    "famcheck_nocot": {"distill": {"check_family": True}, "sft": {"reasoning": False}},
+    "famcheck_nocot_s1": {"distill": {"check_family": True}, "sft": {"reasoning": False, "seed": 1}},
     "default_s1": {"sft": {"seed": 1}},  # the data order alone, for the size of the noise
     "weighted3_s1": {"sft": {"loss_weights": "decisions:3", "seed": 1}},
 }
