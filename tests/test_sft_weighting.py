@@ -12,7 +12,7 @@ from qponder.errors import QPonderError
 from qponder.models.build import init_model
 from qponder.teachers import attribute as A
 from qponder.train.sft import SFTRecipe, make_dataset, sft_examples, train
-from qponder.train.weighting import TokenWeights, weighted_sft_trainer
+from qponder.train.weighting import TokenWeights, WeightedSFTTrainer
 
 
 class Pieces:
@@ -98,7 +98,7 @@ def setup(tmp_path_factory):
 
 
 def _trainer(setup, loss_weights):
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     from qponder.models import load
 
@@ -107,8 +107,8 @@ def _trainer(setup, loss_weights):
     ds = make_dataset(sft_examples(SFTRecipe(data=str(setup / "distilled.jsonl")))[:4])
     args = SFTConfig(output_dir=str(setup / "ck"), use_cpu=True, bf16=False, assistant_only_loss=True, max_length=None,
                      remove_unused_columns=False, report_to="none", per_device_train_batch_size=4)
-    trainer = weighted_sft_trainer(SFTTrainer)(model=model, args=args, train_dataset=ds, processing_class=proc,
-                                               token_weights=TokenWeights(proc.tokenizer, loss_weights))
+    trainer = WeightedSFTTrainer(model=model, args=args, train_dataset=ds, processing_class=proc,
+                                 token_weights=TokenWeights(proc.tokenizer, loss_weights))
     return trainer, trainer.data_collator([ds[i] for i in range(4)])
 
 

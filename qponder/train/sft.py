@@ -161,9 +161,9 @@ def train(recipe: SFTRecipe, resume: bool = False) -> Path:
         remove_unused_columns=False, dataloader_num_workers=0, **recipe.extra_args)
     trainer_cls, extra = SFTTrainer, {}
     if recipe.loss_weights:
-        from qponder.train.weighting import TokenWeights, weighted_sft_trainer
+        from qponder.train.weighting import TokenWeights, WeightedSFTTrainer
 
-        trainer_cls = weighted_sft_trainer(SFTTrainer)
+        trainer_cls = WeightedSFTTrainer
         extra["token_weights"] = TokenWeights(getattr(processor, "tokenizer", processor), recipe.loss_weights)
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=processor,
                           peft_config=peft_config, **optimizer_args(recipe), **extra)

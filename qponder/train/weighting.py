@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import re
 
+import torch
+import torch.nn.functional as F
+from trl import SFTTrainer
+
 from qponder.errors import QPonderError
 
 
@@ -56,34 +60,29 @@ class TokenWeights:
         return [0.0 if t == -100 else 1.0 if m is None else m for t, m in zip(labels, matched)]
 
     def __call__(self, labels):
-        import torch
-
         return torch.tensor([self.row(r) for r in labels.tolist()], dtype=torch.float32, device=labels.device)
 
 
-def weighted_sft_trainer(base):
-    """``base`` (TRL's SFTTrainer) with ``compute_loss`` replaced by the token-weighted cross-entropy."""
-    import torch
-    import torch.nn.functional as F
+class WeightedSFTTrainer(SFTTrainer):
+    """TRL's SFTTrainer with ``compute_loss`` replaced by the token-weighted cross-entropy."""
 
-    class WeightedSFTTrainer(base):
-        def __init__(self, *args, token_weights: TokenWeights, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.token_weights = token_weights
+    def __init__(self, *args, token_weights: TokenWeights, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.token_weights = token_weights
+        # each micro-batch's loss is its own weighted mean, so the Trainer must divide by the accumulation steps
+        self.loss_is_scaled_for_ga = False
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            labels = inputs["labels"]
-            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
-            logits, target = outputs.logits[:, :-1].float(), labels[:, 1:]
-            ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100,
-                                 reduction="none").view_as(target)
-            w = self.token_weights(target)
-            loss = (ce * w).sum() / w.sum().clamp(min=1e-8)
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs["labels"]
+        outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
+        logits, target = outputs.logits[:, :-1].float(), labels[:, 1:]
+        ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100,
+                             reduction="none").view_as(target)
+        w = self.token_weights(target)
+        loss = (ce * w).sum() / w.sum().clamp(min=1e-8)
+        with torch.no_grad():
+            valid = target != -100
+            hit = (logits.argmax(-1) == target) & valid
             mode = "train" if model.training else "eval"
-            with torch.no_grad():
-                valid = target != -100
-                hit = (logits.argmax(-1) == target) & valid
-                self._metrics[mode]["mean_token_accuracy"].append((hit.sum() / valid.sum().clamp(min=1)).item())
-            return (loss, outputs) if return_outputs else loss
-
-    return WeightedSFTTrainer
+            self._metrics[mode]["mean_token_accuracy"].append((hit.sum() / valid.sum().clamp(min=1)).item())
+        return (loss, outputs) if return_outputs else loss
