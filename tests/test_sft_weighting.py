@@ -1,4 +1,4 @@
-"""The token-weighted SFT loss: which tokens get which weight, that it is the plain loss at weight 1, and that it trains."""
+"""The token-weighted SFT loss: which tokens get which weight, that it is the plain loss at weight 1, that it trains."""
 
 import json
 import random
@@ -147,8 +147,9 @@ def test_gradient_accumulation_matches_one_big_batch(setup, tmp_path):
     # each micro-batch's weighted mean is divided by the accumulation steps: 2 x 2 images train like 1 x 4
     losses = {}
     for ga in (1, 2):
-        out = train(SFTRecipe(model=str(setup / "tiny"), data=str(setup / "distilled.jsonl"), out=str(tmp_path / str(ga)),
-                              max_steps=2, per_device_train_batch_size=4 // ga, gradient_accumulation_steps=ga,
-                              logging_steps=1, save_steps=10, report_to="none", loss_weights={A.ANSWER_PATTERN: 3.0}))
+        out = train(SFTRecipe(model=str(setup / "tiny"), data=str(setup / "distilled.jsonl"),
+                              out=str(tmp_path / str(ga)), max_steps=2, per_device_train_batch_size=4 // ga,
+                              gradient_accumulation_steps=ga, logging_steps=1, save_steps=10, report_to="none",
+                              loss_weights={A.ANSWER_PATTERN: 3.0}))
         losses[ga] = [h["loss"] for h in json.loads((out / "trainer_state.json").read_text()) if "loss" in h]
     assert losses[2] == pytest.approx(losses[1], rel=1e-4)
