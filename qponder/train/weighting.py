@@ -1,7 +1,7 @@
 """A cross-entropy that weighs some target tokens more: the few that need the image.
 
 A teacher's trace is ~125 tokens, and most of them follow from the text before them (templates, the impact of a
-named defect). The decisions that need the image (which defect, how bad, the score) are a dozen tokens, so an
+named defect). The decisions that need the image (which defect, how bad, the score) are about a fifth of them, so an
 unweighted loss spends most of each step on what the student could write without looking (docs/student.md).
 ``loss_weights`` in the SFT recipe maps a regular expression over the assistant text to a weight; every target
 token that overlaps a match gets that weight (the largest where matches overlap), the others 1. With a capture
