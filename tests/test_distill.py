@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from qponder.data.records import Record, write_meta
+from qponder.errors import QPonderError
 from qponder.teachers import distill as D
 
 
@@ -128,3 +129,10 @@ def test_family_check_in_a_distillation(data, tmp_path, monkeypatch):
     rows = [json.loads(x) for x in (tmp_path / "f.jsonl").read_text().splitlines()]
     assert {r["image"] for r in rows if r["kept"]} == {"1.png", "3.png", "5.png"}
     assert s["dropped"] == {"unparseable": 1, "family disagrees with label": 3} and s["check_family"] is True
+    # resuming that file without the check would mix two filters: a clear error instead
+    with pytest.raises(QPonderError, match="check_family=True"):
+        D.distill(D.DistillRecipe(data=str(data / "metas" / "fam.json"), out=str(tmp_path / "f.jsonl")),
+                  progress=False)
+    again = D.distill(D.DistillRecipe(data=str(data / "metas" / "fam.json"), out=str(tmp_path / "f.jsonl"),
+                                      check_family=True), progress=False)
+    assert again["kept"] == 3  # the same filter resumes as before

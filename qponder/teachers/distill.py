@@ -125,7 +125,8 @@ def _row(rec: Record, root: Path, teacher: str, text, error, attempts: int, tole
     kept, why, score = verdict(text, rec.mos, tolerance, error, rec.family if check_family else None)
     return {"image": rec.image, "path": str(rec.path(root).resolve()), "mos": rec.mos, "dis_type": rec.dis_type,
             "family": rec.family, "level": rec.level, "split": rec.split, "teacher": teacher, "text": text,
-            "score": score, "kept": kept, "verdict": why, "attempts": attempts, "rejected": history}
+            "score": score, "kept": kept, "verdict": why, "attempts": attempts, "rejected": history,
+            "check_family": check_family}
 
 
 def distill(recipe: DistillRecipe, progress: bool = True) -> dict:
@@ -143,6 +144,10 @@ def distill(recipe: DistillRecipe, progress: bool = True) -> dict:
     out = Path(recipe.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = read_done(out)
+    other = next((r for r in done.values() if r.get("check_family", False) != recipe.check_family), None)
+    if other is not None:  # a resumed file keeps its rows' verdicts: mixing two filters would go unnoticed
+        raise QPonderError(f"{out}: its rows were filtered with check_family={other.get('check_family', False)}, "
+                           f"this run asks for {recipe.check_family}; delete the file or use another --out")
     todo = [r for r in records if r.image not in done]
     t0 = time.time()
     teacher = make_teacher(recipe, records, root) if todo else None
