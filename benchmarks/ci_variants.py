@@ -54,6 +54,8 @@ def _decisions(weight: float) -> dict[str, float]:
     from qponder.teachers.attribute import ANSWER_PATTERN, DIAGNOSIS_PATTERN, VERDICT_PATTERN
 
     return {DIAGNOSIS_PATTERN: weight, VERDICT_PATTERN: weight, ANSWER_PATTERN: weight}
+
+
 KEYS = ("n", "srcc", "plcc", "family_acc", "severity_acc", "parse_fail_rate", "mean_tokens", "consistency_rate",
         "distinct_scores")
 
