@@ -149,7 +149,8 @@ def score_cmd(
             print(json.dumps({"image": str(path), **r.to_dict()}))
         else:
             score = "unparsed" if r.score is None else f"{r.score:.2f}" + (f" ± {r.std:.2f}" if r.std else "")
-            print(f"{path}\t{score}\t{r.reasoning or r.reason or ''}")
+            expected = "-" if r.expected is None else f"{r.expected:.3f}"
+            print(f"{path}\t{score}\t{expected}\t{r.reasoning or r.reason or ''}")
 
 
 @model_app.command("init")
@@ -173,6 +174,10 @@ def _print_summary(s: dict) -> None:
     t.add_row(*[("-" if s.get(k) is None else f"{s[k]:.4g}" if isinstance(s[k], float) else str(s[k]))
                 for k in ("n", "srcc", "plcc", "plcc_logistic", "krcc", "rmse", "parse_fail_rate", "images_per_second")])
     Console().print(t)
+    if s.get("srcc_expected") is not None:
+        f = lambda k: "-" if s.get(k) is None else f"{s[k]:.4g}"  # noqa: E731
+        Console().print(f"expected score (the answer's digits as a distribution): SRCC {f('srcc_expected')}, "
+                        f"PLCC {f('plcc_expected')}, KRCC {f('krcc_expected')}")
     if s.get("per_family"):
         f = Table(title="per family")
         for k in ("family", "n", "srcc", "plcc"):

@@ -247,7 +247,8 @@ def evaluate_all(run: Run, judge: Path, extra: dict | None = None) -> None:
             s = evaluate(predictor, meta / f"{split}.json", out, images=default_image_root(meta / f"{split}.json",
                          records), records=records, batch_size=r.batch_size, judge=j)
             f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731  (constant predictions have no SRCC)
-            console.print(f"  SRCC {f(s['srcc'])}  PLCC {f(s['plcc'])}  parse failures {s['parse_fail_rate']:.1%}")
+            exp = f"  (expected score: SRCC {f(s['srcc_expected'])})" if "srcc_expected" in s else ""
+            console.print(f"  SRCC {f(s['srcc'])}  PLCC {f(s['plcc'])}  parse failures {s['parse_fail_rate']:.1%}{exp}")
 
 
 def _teacher_predictor(r: DemoRecipe, meta: Path):

@@ -17,7 +17,8 @@ MODELS = {"brisque": "BRISQUE", "niqe": "NIQE", "teacher": "teacher (attribute)"
           "ci": "Q-Ponder-CI", "qponder": "Q-Ponder"}
 SPLITS = ("test", "test_xtype", "test_compound")
 KEYS = ("n", "srcc", "plcc", "krcc", "rmse", "plcc_logistic", "parse_fail_rate", "family_acc", "severity_acc",
-        "clean_rate", "consistency_rate", "mean_tokens", "images_per_second")
+        "clean_rate", "consistency_rate", "mean_tokens", "images_per_second", "srcc_expected", "plcc_expected",
+        "krcc_expected")
 REASONING = (("family_acc", "family acc."), ("severity_acc", "severity acc."), ("consistency_rate", "consistency"),
              ("clean_rate", "clean rate"), ("mean_tokens", "mean tokens"))
 N_EXAMPLES = 5
@@ -262,6 +263,14 @@ def render(summary: dict, examples: list[str]) -> str:
     md += _table(["model"] + [f"{s} {k}" for s in splits for k in ("SRCC", "PLCC", "KRCC")],
                  [[_name(m)] + [_fmt(_get(models, m, s, k)) for s in splits for k in ("srcc", "plcc", "krcc")]
                   for m in models])
+    vlms = [m for m in models if any(_get(models, m, s, "srcc_expected") is not None for s in splits)]
+    if vlms:
+        md += ["## Agreement with MOS, expected score\n",
+               "The same greedy completions, with the answer's digits read as a distribution (the expectation over "
+               "each digit's probabilities, `qponder.models.expected`) instead of the digits written.\n"]
+        md += _table(["model"] + [f"{s} {k}" for s in splits for k in ("SRCC", "PLCC", "KRCC")],
+                     [[_name(m)] + [_fmt(_get(models, m, s, f"{k}_expected")) for s in splits
+                                    for k in ("srcc", "plcc", "krcc")] for m in vlms])
     rsn = [(m, s) for m in models for s in splits if any(_get(models, m, s, k) is not None for k, _ in REASONING)]
     if rsn:
         md += ["## Reasoning\n"]

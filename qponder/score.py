@@ -2,6 +2,8 @@
 
 Greedy decoding by default, so the same image gives the same answer twice. ``samples=N`` draws N sampled
 completions per image and reports their mean score and spread (self-consistency), seeded for repeatability.
+Each result also carries ``expected``: the answer's digits read as a distribution (``qponder.models.expected``),
+which ranks images better than the written answer when a student repeats a few scores.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class ScoreResult:
     std: float | None = None  # spread of the sample scores (samples > 1)
     scores: list = field(default_factory=list)
     tokens: int = 0  # completion tokens of the first sample
+    expected: float | None = None  # expectation over the answer's digits (mean over samples); None if unreadable
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -73,9 +76,12 @@ class Scorer:
         return cls(model, processor, name=Path(str(path)).name or str(path), **kw)
 
     def generate(self, images: Sequence[Image.Image], think: bool = True, do_sample: bool = False,
-                 seed: int = 0) -> list[tuple[str, int]]:
-        """Raw completions (text, number of tokens) for a batch of images."""
+                 seed: int = 0) -> list[tuple[str, int, float | None]]:
+        """Raw completions (text, number of tokens, expected score) for a batch of images."""
         import torch
+        from transformers import LogitsProcessorList
+
+        from qponder.models.expected import DigitLogits, digit_token_ids, expected_from_tokens
 
         prompt = prompts.load("student" if think else "student_nothink")
         text = self.processor.apply_chat_template(build_messages(prompt), add_generation_prompt=True, tokenize=False)
@@ -83,6 +89,10 @@ class Scorer:
         inputs = inputs.to(self.model.device)
         tok = self.processor.tokenizer
         kw = dict(max_new_tokens=self.max_new_tokens, pad_token_id=tok.pad_token_id)
+        digits = digit_token_ids(tok)
+        recorder = DigitLogits(digits) if digits else None
+        if recorder:
+            kw["logits_processor"] = LogitsProcessorList([recorder])
         if do_sample:
             torch.manual_seed(seed)
             kw.update(do_sample=True, temperature=self.temperature, top_p=1.0, top_k=0)
@@ -93,7 +103,13 @@ class Scorer:
         new = out[:, inputs["input_ids"].shape[1]:]
         texts = tok.batch_decode(new, skip_special_tokens=True)
         lengths = [int((row != tok.pad_token_id).sum()) for row in new]
-        return list(zip(texts, lengths))
+        expected: list[float | None] = [None] * len(texts)
+        if recorder and recorder.steps:
+            logits = torch.stack(recorder.steps, 1)  # batch x steps x 10
+            for j, row in enumerate(new.tolist()):
+                row = row[:lengths[j]]  # finished rows are padded at the end only
+                expected[j] = expected_from_tokens(tok.batch_decode([[i] for i in row]), row, logits[j], digits)
+        return list(zip(texts, lengths, expected))
 
     def score(self, images: Sequence, think: bool = True, samples: int = 1, seed: int = 0,
               progress: bool = False) -> list[ScoreResult]:
@@ -113,15 +129,18 @@ class Scorer:
         return results
 
     @staticmethod
-    def _combine(draws: list[tuple[str, int]]) -> ScoreResult:
-        parsed = [parse(t) for t, _ in draws]
+    def _combine(draws: list[tuple[str, int, float | None]]) -> ScoreResult:
+        parsed = [parse(t) for t, _, _ in draws]
         good = [p for p in parsed if p.ok]
-        text, tokens = draws[0]
+        text, tokens, _ = draws[0]
         if not good:
             return ScoreResult(None, parsed[0].reasoning, text, False, parsed[0].reason, tokens=tokens)
         scores = [p.score for p in good]
+        # only draws whose answer parsed: an unparseable completion has no score to take the expectation of
+        expected = [e for p, (_, _, e) in zip(parsed, draws) if p.ok and e is not None]
         return ScoreResult(statistics.fmean(scores), good[0].reasoning, text, True,
-                           std=statistics.pstdev(scores) if len(scores) > 1 else None, scores=scores, tokens=tokens)
+                           std=statistics.pstdev(scores) if len(scores) > 1 else None, scores=scores, tokens=tokens,
+                           expected=statistics.fmean(expected) if expected else None)
 
 
 class VLMPredictor:
@@ -135,4 +154,5 @@ class VLMPredictor:
 
     def predict(self, images: Sequence[Image.Image]) -> list[Prediction]:
         res = self.scorer.score(images, think=self.think, samples=self.samples, seed=self.seed)
-        return [Prediction(r.score, ok=r.ok, text=r.text, reason=r.reason, tokens=r.tokens) for r in res]
+        return [Prediction(r.score, ok=r.ok, text=r.text, reason=r.reason, tokens=r.tokens, expected=r.expected)
+                for r in res]

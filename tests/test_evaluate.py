@@ -88,3 +88,22 @@ def test_missing_and_corrupt_images(dataset, tmp_path):
     (dataset / "images" / "5.png").write_bytes(b"not an image")
     with pytest.raises(QPonderError, match="5.png: not a readable image"):
         evaluate(Brightness(), meta, tmp_path / "c", skip_missing=True, progress=False)
+
+
+class WithExpected(Brightness):
+    """Answers rank like the MOS; the expected scores rank against it, so the two metrics must differ."""
+
+    def predict(self, images):
+        out = super().predict(images)
+        return [Prediction(p.score, ok=p.ok, text=p.text, tokens=p.tokens, reason=p.reason,
+                           expected=None if p.score is None else 6 - p.score) for p in out]
+
+
+def test_expected_score_metrics_beside_the_answer(dataset, tmp_path):
+    s = evaluate(WithExpected(), dataset / "metas" / "test.json", tmp_path / "out", progress=False)
+    assert s["srcc"] > 0.5 and s["srcc_expected"] < -0.5 and s["krcc_expected"] < 0
+    assert s["expected_missing_rate"] == round(1 / 12, 4)  # the black image has neither
+    rows = read_predictions(tmp_path / "out" / "predictions.jsonl")
+    assert rows[1]["expected"] == pytest.approx(6 - rows[1]["score"])
+    plain = evaluate(Brightness(), dataset / "metas" / "test.json", tmp_path / "plain", progress=False)
+    assert "srcc_expected" not in plain  # classical metrics and old prediction files have no expected score

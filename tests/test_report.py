@@ -21,7 +21,8 @@ SUMMARIES = {
                 "test_xtype": dict(srcc=0.35, plcc=0.36, krcc=0.25)},
     "teacher": {"test": dict(srcc=0.7, plcc=0.71, krcc=0.52, family_acc=0.8, severity_acc=0.4, clean_rate=0.5,
                              mean_tokens=90.0)},
-    "ci": {"test": dict(srcc=0.85, plcc=0.86, krcc=0.66, family_acc=0.7)},
+    "ci": {"test": dict(srcc=0.85, plcc=0.86, krcc=0.66, family_acc=0.7, srcc_expected=0.875, plcc_expected=0.88,
+                        krcc_expected=0.7)},
     "qponder": {"test": dict(srcc=0.91234, plcc=0.9, krcc=0.75, family_acc=0.85, severity_acc=0.6,
                              consistency_rate=0.95, mean_tokens=101.5, parse_fail_rate=0.05),
                 "test_xtype": dict(srcc=0.8, plcc=0.79, krcc=0.6)},
@@ -93,6 +94,9 @@ def test_report_tables(report):
     assert "| BRISQUE | test |" not in md
     assert "| Q-Ponder | 0.050 | 0.000 |" in md
     assert "| ci | 120.0 | 2.0 |" in md and "| **total** | 210.0 | 3.5 |" in md
+    # the expected-score table lists only the models that have one
+    exp = md[md.index("## Agreement with MOS, expected score"):md.index("## Reasoning")]
+    assert "| Q-Ponder-CI | 0.875 | 0.880 | 0.700 |" in exp and "| Q-Ponder |" not in exp
 
 
 def test_summary_json(report):

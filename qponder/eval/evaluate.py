@@ -100,7 +100,8 @@ def _rewrite_clean(path: Path, rows: list[dict]) -> None:
 def _row(rec: Record, pred: Prediction, latency: float) -> dict:
     return {
         "image": rec.image, "mos": rec.mos, "score": pred.score, "ok": pred.ok, "reason": pred.reason,
-        "raw": pred.raw, "text": pred.text, "tokens": pred.tokens, "latency": round(latency, 4),
+        "raw": pred.raw, "text": pred.text, "tokens": pred.tokens, "expected": getattr(pred, "expected", None),
+        "latency": round(latency, 4),
         "dis_type": rec.dis_type, "family": rec.family, "level": rec.level,
     }
 
@@ -206,6 +207,11 @@ def summarize_rows(rows: list[dict], on_mos_scale: bool, judge=None) -> dict:
     summary = _metrics(rows, on_mos_scale)
     tokens = [r["tokens"] for r in rows if r.get("tokens") is not None]
     summary["mean_tokens"] = round(statistics.fmean(tokens), 1) if tokens else None
+    if any(r.get("expected") is not None for r in rows):  # VLMs: the answer's digits read as a distribution
+        exp = _metrics([{**r, "score": r.get("expected"), "ok": r["ok"] and r.get("expected") is not None}
+                        for r in rows], on_mos_scale)
+        summary.update({f"{k}_expected": exp[k] for k in ("srcc", "plcc", "krcc")})
+        summary["expected_missing_rate"] = exp["parse_fail_rate"]
     families: dict[str, list[dict]] = {}
     for r in rows:
         if r.get("family"):

@@ -22,6 +22,7 @@ class Prediction:
     raw: float | None = None  # the metric's native value (e.g. BRISQUE, lower = better)
     reason: str | None = None  # why it failed, when ok is False
     tokens: int | None = None  # completion tokens (VLMs)
+    expected: float | None = None  # VLMs: expectation over the answer's digits (qponder.models.expected)
 
 
 class Predictor(Protocol):
