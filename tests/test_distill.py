@@ -136,3 +136,12 @@ def test_family_check_in_a_distillation(data, tmp_path, monkeypatch):
     again = D.distill(D.DistillRecipe(data=str(data / "metas" / "fam.json"), out=str(tmp_path / "f.jsonl"),
                                       check_family=True), progress=False)
     assert again["kept"] == 3  # the same filter resumes as before
+    with pytest.raises(QPonderError, match="tolerance=0.5, this run asks for 0.25"):
+        D.distill(D.DistillRecipe(data=str(data / "metas" / "fam.json"), out=str(tmp_path / "f.jsonl"),
+                                  check_family=True, tolerance=0.25), progress=False)
+    # rows from before the tolerance was recorded resume under any tolerance (it cannot be known)
+    old = [{k: v for k, v in json.loads(x).items() if k != "tolerance"}
+           for x in (tmp_path / "f.jsonl").read_text().splitlines()]
+    (tmp_path / "f.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    assert D.distill(D.DistillRecipe(data=str(data / "metas" / "fam.json"), out=str(tmp_path / "f.jsonl"),
+                                     check_family=True, tolerance=0.25), progress=False)["kept"] == 3

@@ -126,7 +126,7 @@ def _row(rec: Record, root: Path, teacher: str, text, error, attempts: int, tole
     return {"image": rec.image, "path": str(rec.path(root).resolve()), "mos": rec.mos, "dis_type": rec.dis_type,
             "family": rec.family, "level": rec.level, "split": rec.split, "teacher": teacher, "text": text,
             "score": score, "kept": kept, "verdict": why, "attempts": attempts, "rejected": history,
-            "check_family": check_family}
+            "check_family": check_family, "tolerance": tolerance}
 
 
 def distill(recipe: DistillRecipe, progress: bool = True) -> dict:
@@ -144,10 +144,14 @@ def distill(recipe: DistillRecipe, progress: bool = True) -> dict:
     out = Path(recipe.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = read_done(out)
-    other = next((r for r in done.values() if r.get("check_family", False) != recipe.check_family), None)
-    if other is not None:  # a resumed file keeps its rows' verdicts: mixing two filters would go unnoticed
-        raise QPonderError(f"{out}: its rows were filtered with check_family={other.get('check_family', False)}, "
-                           f"this run asks for {recipe.check_family}; delete the file or use another --out")
+    # a resumed file keeps its rows' verdicts: mixing two filters would go unnoticed. Rows written before a
+    # setting was recorded carry no value for it (check_family was off then; tolerance cannot be known).
+    for key, before in (("check_family", False), ("tolerance", None)):
+        want = getattr(recipe, key)
+        other = next((r for r in done.values() if r.get(key, before) not in (None, want)), None)
+        if other is not None:
+            raise QPonderError(f"{out}: its rows were filtered with {key}={other.get(key, before)}, this run asks "
+                               f"for {want}; delete the file or use another --out")
     todo = [r for r in records if r.image not in done]
     t0 = time.time()
     teacher = make_teacher(recipe, records, root) if todo else None
