@@ -42,7 +42,8 @@ def main() -> None:
             t0 = time.time()
             s = evaluate(predictor, meta / f"{split}.json", out, records=records, batch_size=demo.batch_size,
                          images=default_image_root(meta / f"{split}.json", records))
-            earlier = {r["image"]: r["text"] for r in read_predictions(a.run / "eval" / name / split / "predictions.jsonl")}
+            demo_eval = a.run / "eval" / name / split / "predictions.jsonl"
+            earlier = {r["image"]: r["text"] for r in read_predictions(demo_eval)}
             rows = read_predictions(out / "predictions.jsonl")
             same = sum(earlier.get(r["image"]) == r["text"] for r in rows)
             res.setdefault(str(a.run), {}).setdefault(name, {})[split] = {

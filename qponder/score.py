@@ -108,7 +108,12 @@ class Scorer:
             logits = torch.stack(recorder.steps, 1)  # batch x steps x 10
             for j, row in enumerate(new.tolist()):
                 row = row[:lengths[j]]  # finished rows are padded at the end only
-                expected[j] = expected_from_tokens(tok.batch_decode([[i] for i in row]), row, logits[j], digits)
+                # the answer closes the completion: decoding its last tokens is enough, unless it is not there
+                for start in dict.fromkeys((max(0, len(row) - 24), 0)):
+                    expected[j] = expected_from_tokens(tok.batch_decode([[i] for i in row[start:]]), row[start:],
+                                                       logits[j, start:], digits)
+                    if expected[j] is not None:
+                        break
         return list(zip(texts, lengths, expected))
 
     def score(self, images: Sequence, think: bool = True, samples: int = 1, seed: int = 0,

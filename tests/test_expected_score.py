@@ -137,7 +137,9 @@ def test_scorer_reports_answer_and_expected(tiny, tmp_path):
     tok = proc.tokenizer
     digits = digit_token_ids(tok)
     assert digits is not None
-    texts = ["<think>mild blur</think><answer>3.40</answer>", "<think>clean</think><answer>4.25</answer>"]
+    # the first is long enough that only its tail is decoded to find the answer
+    texts = ["<think>" + "mild blur, " * 20 + "</think><answer>3.40</answer>",
+             "<think>clean</think><answer>4.25</answer>"]
     rows = [tok.encode(t, add_special_tokens=False) for t in texts]
     steps = max(map(len, rows))
     logits = [torch.zeros(2, 10) for _ in range(steps)]  # uniform everywhere: decimals 4.5 and 4.5
