@@ -39,8 +39,9 @@ class DemoRecipe:
     sft_no_reasoning: dict = field(default_factory=lambda: {"max_steps": 300, "save_steps": 100})
     sft: dict = field(default_factory=lambda: {"max_steps": 300, "save_steps": 100})  # -> Q-Ponder-CI
     ci_from_no_reasoning: bool = False  # start CoT SFT from the no-CoT model instead of the fresh student
+    # 4 images x 4 rollouts per step: with 2 x 8 the training reward did not rise in 60 steps (docs/results.md, stop 7)
     grpo: dict = field(default_factory=lambda: {
-        "rewards": "qponder", "max_steps": 60, "per_device_train_batch_size": 16, "num_generations": 8,
+        "rewards": "qponder", "max_steps": 60, "per_device_train_batch_size": 16, "num_generations": 4,
         "max_completion_length": 192, "learning_rate": 2e-5, "beta": 0.04, "temperature": 1.0,
         "logging_steps": 2, "save_steps": 20})
     baselines: list[str] = field(default_factory=lambda: ["brisque", "niqe"])
