@@ -24,7 +24,7 @@ KEYS = ("srcc", "plcc", "family_acc", "consistency_rate", "mean_tokens")
 
 def main() -> None:
     from qponder.config import build, typed
-    from qponder.demo import DemoRecipe, Run, evaluate_all
+    from qponder.demo import DemoRecipe, Run, evaluate_all, grpo_reward_kwargs
     from qponder.train.grpo import GRPORecipe, train
 
     ap = argparse.ArgumentParser()
@@ -56,7 +56,10 @@ def main() -> None:
             if not (model_dir / "model.safetensors").exists():
                 t0 = time.time()
                 over = typed(GRPORecipe, over, f"arm {arm}")
-                train(GRPORecipe(**{**base, **over, "seed": seed, "out": str(model_dir)}))
+                recipe = {**base, **over, "seed": seed, "out": str(model_dir)}
+                # the run's own judge, as in the demo (before stop 7 the arms read the packaged one)
+                recipe["reward_kwargs"] = grpo_reward_kwargs(recipe, a.run / "judge" / "judge.json")
+                train(GRPORecipe(**recipe))
                 seconds[name] = round(time.time() - t0, 1)
     extra = {n: p for n, p in folders.items() if p != a.run / "qponder"}
     evaluate_all(Run(dataclasses.replace(demo, out=str(a.run))), a.run / "judge" / "judge.json", extra=extra)

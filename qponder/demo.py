@@ -157,13 +157,9 @@ def run_demo(recipe: DemoRecipe) -> dict:
         from qponder.train.grpo import GRPORecipe, train
 
         out = run.path("qponder")
-        kw = dict(r.grpo.get("reward_kwargs", {}))
-        from qponder.rewards import weights
-
-        if "consistency" in weights(r.grpo.get("rewards", "qponder")):
-            kw.setdefault("consistency", {"judge": str(judge)})  # the judge fitted on this run's own traces
-        train(_dataclass(GRPORecipe, {**r.grpo, "reward_kwargs": kw}, "grpo", model=str(run.path("ci")),
-                         data=str(meta / "train.json"), out=str(out)), resume=last_checkpoint(out) is not None)
+        train(_dataclass(GRPORecipe, {**r.grpo, "reward_kwargs": grpo_reward_kwargs(r.grpo, judge)}, "grpo",
+                         model=str(run.path("ci")), data=str(meta / "train.json"), out=str(out)),
+              resume=last_checkpoint(out) is not None)
 
     run.stage(1, "synth", do_synth)
     run.stage(2, "student", do_student)
@@ -208,6 +204,17 @@ def check(r: DemoRecipe) -> None:
     unknown = set(r.splits) - set(SPLITS)
     if unknown:
         raise QPonderError(f"demo recipe: unknown split(s) {', '.join(sorted(unknown))}; valid: {', '.join(SPLITS)}")
+
+
+def grpo_reward_kwargs(grpo: dict, judge: Path) -> dict:
+    """A GRPO section's reward_kwargs, with the consistency reward reading the judge fitted on the run's own
+    traces unless the section names another (the stage-2 benchmarks start from a run and must match it)."""
+    from qponder.rewards import weights
+
+    kw = dict(grpo.get("reward_kwargs", {}))
+    if "consistency" in weights(grpo.get("rewards", "qponder")):
+        kw.setdefault("consistency", {"judge": str(judge)})
+    return kw
 
 
 def _distill_recipe(r: DemoRecipe, meta: Path, distilled: Path):
