@@ -61,6 +61,9 @@ class Scorer:
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.name = name
+        from qponder.models.expected import digit_token_ids
+
+        self.digit_ids = digit_token_ids(processor.tokenizer)  # None: this tokenizer gives no expected score
 
     @classmethod
     def from_pretrained(cls, path: str | Path, trust_remote_code: bool = False, **kw) -> "Scorer":
@@ -81,7 +84,7 @@ class Scorer:
         import torch
         from transformers import LogitsProcessorList
 
-        from qponder.models.expected import DigitLogits, digit_token_ids, expected_from_tokens
+        from qponder.models.expected import DigitLogits, expected_from_tokens
 
         prompt = prompts.load("student" if think else "student_nothink")
         text = self.processor.apply_chat_template(build_messages(prompt), add_generation_prompt=True, tokenize=False)
@@ -89,7 +92,7 @@ class Scorer:
         inputs = inputs.to(self.model.device)
         tok = self.processor.tokenizer
         kw = dict(max_new_tokens=self.max_new_tokens, pad_token_id=tok.pad_token_id)
-        digits = digit_token_ids(tok)
+        digits = self.digit_ids
         recorder = DigitLogits(digits) if digits else None
         if recorder:
             kw["logits_processor"] = LogitsProcessorList([recorder])

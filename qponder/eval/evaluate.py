@@ -100,7 +100,7 @@ def _rewrite_clean(path: Path, rows: list[dict]) -> None:
 def _row(rec: Record, pred: Prediction, latency: float) -> dict:
     return {
         "image": rec.image, "mos": rec.mos, "score": pred.score, "ok": pred.ok, "reason": pred.reason,
-        "raw": pred.raw, "text": pred.text, "tokens": pred.tokens, "expected": getattr(pred, "expected", None),
+        "raw": pred.raw, "text": pred.text, "tokens": pred.tokens, "expected": pred.expected,
         "latency": round(latency, 4),
         "dis_type": rec.dis_type, "family": rec.family, "level": rec.level,
     }
