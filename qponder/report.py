@@ -366,6 +366,10 @@ def compare_runs(run_dirs, out) -> Path:
     models = _order({m for s in runs.values() for m in s["models"]}, MODELS)
     rows = [[_name(m)] + [_fmt(_get(s["models"], m, sp, "srcc")) for s in runs.values() for sp in SPLITS]
             for m in models]
+    rows += [[f"{_name(m)}, expected score"] + [_fmt(_get(s["models"], m, sp, "srcc_expected"))
+                                                 for s in runs.values() for sp in SPLITS]
+             for m in models if any(_get(s["models"], m, sp, "srcc_expected") is not None
+                                    for s in runs.values() for sp in SPLITS)]
     bars = lambda s: sum(b.get("passed") is True for b in s.get("bars", []))  # noqa: E731
     rows += [["**total time (min)**"] + sum(([_fmt((s.get("total_seconds") or 0) / 60, 1), "", ""]
                                              for s in runs.values()), []),

@@ -197,6 +197,8 @@ def test_compare_runs(report, tmp_path):
     assert path == tmp_path / "cmp" / "compare.md" and (run_b / "summary.json").is_file()
     assert "runA test" in md and "runB test_xtype" in md
     assert "| Q-Ponder | 0.912 | 0.800 | – | 0.912 | 0.800 | – |" in md
+    assert "| Q-Ponder-CI, expected score | 0.875 | – | – | 0.875 | – | – |" in md
+    assert "| Q-Ponder, expected score |" not in md  # only models that have one
     assert "| **total time (min)** | 3.5 |  |  | 12.5 |  |  |" in md
     assert "| **bars passed** | 4/8 |" in md
 
