@@ -23,9 +23,8 @@ def _logits(probs: dict[int, float] | None) -> torch.Tensor:
     return out
 
 
-def _completion(answer: str, pre: str = "<think>blur</think>"):
-    pieces = ["<think>", "blur", "</think>", "<answer>", *answer, "</answer>"] if pre else ["<answer>", *answer,
-                                                                                         "</answer>"]
+def _completion(answer: str):
+    pieces = ["<think>", "blur", "</think>", "<answer>", *answer, "</answer>"]
     ids = [DIGITS[int(c)] if c.isdigit() else 100 + k for k, c in enumerate(pieces)]
     return pieces, ids
 

@@ -66,7 +66,7 @@ def expected_from_tokens(pieces: list[str], ids: list[int], digit_logits: list[t
     t = start
     while t < len(pieces) and not pieces[t].strip():
         t += 1
-    digit = {i: k for k, i in enumerate(digit_ids)}
+    digit = set(digit_ids)
     if t >= len(ids) or ids[t] not in digit or t >= len(digit_logits):
         return None
     integer = torch.softmax(digit_logits[t][1:6], -1)  # the contract's range: 1-5
