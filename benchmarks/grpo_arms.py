@@ -19,7 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
-KEYS = ("srcc", "plcc", "family_acc", "consistency_rate", "mean_tokens")
+KEYS = ("srcc", "srcc_expected", "plcc", "family_acc", "consistency_rate", "mean_tokens")
 
 
 def main() -> None:
@@ -78,18 +78,27 @@ def main() -> None:
             earlier = res["arms"].get(arm, {}).get("runs", {}).get(name, {})  # a rerun must not drop measured times
             runs[name] = {"metrics": m, "seconds": seconds.get(name, earlier.get("seconds")),
                           "srcc_delta": {s: round(m[s]["srcc"] - ci[s]["srcc"], 4) for s in demo.splits},
+                          "srcc_expected_delta": {s: _delta(m[s], ci[s], "srcc_expected") for s in demo.splits},
                           "family_acc_delta_test": round(m["test"]["family_acc"] - ci["test"]["family_acc"], 4)}
         deltas = {s: [r["srcc_delta"][s] for r in runs.values()] for s in demo.splits}
+        exp = {s: [r["srcc_expected_delta"][s] for r in runs.values()] for s in demo.splits}
         fam = [r["family_acc_delta_test"] for r in runs.values()]
         res["arms"][arm] = {
             "overrides": over, "seeds": seeds, "runs": runs,
             "srcc_delta_mean": {s: round(statistics.fmean(v), 4) for s, v in deltas.items()},
             "srcc_delta_sd": {s: round(statistics.stdev(v), 4) if len(v) > 1 else None for s, v in deltas.items()},
             "family_acc_delta_mean": round(statistics.fmean(fam), 4)}
+        if all(None not in v for v in exp.values()):  # runs evaluated before stop 7 have no expected score
+            res["arms"][arm]["srcc_expected_delta_mean"] = {s: round(statistics.fmean(v), 4) for s, v in exp.items()}
         print(arm, "SRCC change over CI, mean", res["arms"][arm]["srcc_delta_mean"], "sd",
-              res["arms"][arm]["srcc_delta_sd"], "family acc change", res["arms"][arm]["family_acc_delta_mean"])
+              res["arms"][arm]["srcc_delta_sd"], "family acc change", res["arms"][arm]["family_acc_delta_mean"],
+              "expected-score SRCC change, mean", res["arms"][arm].get("srcc_expected_delta_mean"))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=1))
+
+
+def _delta(m: dict, ci: dict, key: str) -> float | None:
+    return None if m.get(key) is None or ci.get(key) is None else round(m[key] - ci[key], 4)
 
 
 if __name__ == "__main__":
