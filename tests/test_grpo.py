@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from qponder.data.records import Record, write_meta
 from qponder.errors import QPonderError
 from qponder.models.build import init_model
-from qponder.train.grpo import GRPORecipe, reward_functions, train
+from qponder.train.grpo import GRPORecipe, check_extra_args, reward_functions, train
 
 
 def test_unknown_reward_is_a_clear_error():
@@ -57,3 +57,9 @@ def test_a_few_grpo_steps_change_the_weights(tmp_path):
     logs = [h for h in json.loads((out / "trainer_state.json").read_text()) if "reward" in h]
     assert logs and all(f"rewards/{n}/mean" in logs[0] for n in ("format", "accuracy_continuous", "consistency", "format_lenient"))
     assert any(h["rewards/format_lenient/mean"] > 0 for h in logs)
+
+
+def test_extra_args_may_not_repeat_a_recipe_setting():
+    check_extra_args(GRPORecipe(extra_args={"min_p": 0.05, "scale_rewards": "batch"}))  # GRPOConfig-only: fine
+    with pytest.raises(QPonderError, match="extra_args sets output_dir, top_p, which the recipe sets itself"):
+        check_extra_args(GRPORecipe(extra_args={"top_p": 0.9, "output_dir": "x"}))

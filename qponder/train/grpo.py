@@ -8,7 +8,7 @@ parseable completions is in the logs.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from qponder import prompts
@@ -35,6 +35,9 @@ class GRPORecipe:
     num_generations: int = 8
     max_completion_length: int = 256
     temperature: float = 1.0
+    # rollouts sample from the top-p nucleus: at 1.0 the tail tokens break 15 % of a small student's answers,
+    # and GRPO then spends its advantage on "parses or not" (benchmarks/rollout_parse.py)
+    top_p: float = 1.0
     learning_rate: float = 1e-5
     beta: float = 0.04
     loss_type: str = "grpo"
@@ -128,6 +131,16 @@ def check_batch(recipe: GRPORecipe, world_size: int) -> None:
                            f"per_device_train_batch_size x {world_size} is a multiple of {g}, or change num_generations")
 
 
+def check_extra_args(recipe: GRPORecipe) -> None:
+    """extra_args reach GRPOConfig beside the settings the recipe passes itself; the same name twice is a mistake."""
+    own = {f.name for f in fields(GRPORecipe)} | {"output_dir", "use_cpu", "reward_weights", "remove_unused_columns",
+                                                 "dataloader_num_workers"}
+    both = sorted(own & set(recipe.extra_args))
+    if both:
+        raise QPonderError(f"grpo: extra_args sets {', '.join(both)}, which the recipe sets itself; "
+                           f"use the recipe's own key{'s' if len(both) > 1 else ''} instead")
+
+
 def train(recipe: GRPORecipe, resume: bool = False) -> Path:
     from trl import GRPOConfig, GRPOTrainer
 
@@ -136,6 +149,7 @@ def train(recipe: GRPORecipe, resume: bool = False) -> Path:
     if not recipe.model or not recipe.data:
         raise QPonderError("grpo: --model (Q-Ponder-CI folder) and --data (meta/CSV with MOS) are required")
     check_batch(recipe, int(os.environ.get("WORLD_SIZE", "1")))  # set by accelerate launch / torchrun
+    check_extra_args(recipe)
     out = Path(recipe.out)
     dataset = make_dataset(recipe.data, recipe.images)
     model, processor, peft_config, cpu = prepare(recipe, out)
@@ -144,7 +158,7 @@ def train(recipe: GRPORecipe, resume: bool = False) -> Path:
         output_dir=str(out / "checkpoints"), max_steps=recipe.max_steps,
         per_device_train_batch_size=recipe.per_device_train_batch_size,
         gradient_accumulation_steps=recipe.gradient_accumulation_steps, num_generations=recipe.num_generations,
-        max_completion_length=recipe.max_completion_length, temperature=recipe.temperature,
+        max_completion_length=recipe.max_completion_length, temperature=recipe.temperature, top_p=recipe.top_p,
         learning_rate=recipe.learning_rate, beta=recipe.beta, loss_type=recipe.loss_type, seed=recipe.seed,
         logging_steps=recipe.logging_steps, save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit,
         bf16=recipe.bf16 and not cpu, use_cpu=cpu, use_vllm=recipe.use_vllm, vllm_mode=recipe.vllm_mode,
