@@ -82,7 +82,7 @@ def test_grpo_two_processes(ci):
 
 
 def test_grpo_batch_must_hold_whole_groups():
-    ok = GRPORecipe(per_device_train_batch_size=4, num_generations=8)
+    ok = GRPORecipe(per_device_train_batch_size=4, num_generations=8, rewards="accuracy")
     check_batch(ok, 2)  # 4 x 2 processes = 8 completions: one group per step
     with pytest.raises(QPonderError, match=r"per_device_train_batch_size \(4\) x 3 processes .* = 12 .*"
                                            r"num_generations \(8\)"):
@@ -113,3 +113,17 @@ def test_sharded_eval_equals_single_process(ci):
     timing = {"images_per_second", "wall_seconds", "data", "images"}  # data/images: paths relative to another cwd
     assert {k: v for k, v in merged.items() if k not in timing} == {k: v for k, v in single.items() if k not in timing}
     assert merged["images_per_second"] > 0
+
+
+def test_ranking_without_two_images_per_process_warns():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_batch(GRPORecipe(), 1)  # the defaults (qponder, 16 completions in groups of 4): 4 images
+        check_batch(GRPORecipe(per_device_train_batch_size=8, num_generations=8, rewards="accuracy"), 1)
+    with pytest.warns(UserWarning, match=r"= 8 completions over 2 process\(es\) in groups of 4 .* at most one image"):
+        check_batch(GRPORecipe(per_device_train_batch_size=4, num_generations=4), 2)  # qponder has ranking
+    with pytest.warns(UserWarning, match="ranking adds nothing"):
+        check_batch(GRPORecipe(per_device_train_batch_size=4, num_generations=8, rewards={"ranking": 1.0},
+                               extra_args={"steps_per_generation": 2}), 1)

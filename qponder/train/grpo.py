@@ -8,6 +8,7 @@ parseable completions is in the logs.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -30,9 +31,9 @@ class GRPORecipe:
     lora_target_modules: str = "all-linear"
     freeze_vision: bool = True
     max_steps: int = 50
-    per_device_train_batch_size: int = 8
+    per_device_train_batch_size: int = 16  # 4 images x 4 rollouts: ranking needs >= 2 images per batch
     gradient_accumulation_steps: int = 1
-    num_generations: int = 8
+    num_generations: int = 4
     max_completion_length: int = 256
     temperature: float = 1.0
     # rollouts sample from the top-p nucleus: at 1.0 the tail tokens break 15 % of a small student's answers,
@@ -129,6 +130,17 @@ def check_batch(recipe: GRPORecipe, world_size: int) -> None:
         raise QPonderError(f"grpo: the generation batch, {how} completions, is not a multiple of num_generations "
                            f"({g}); with {world_size} processes pick per_device_train_batch_size so that "
                            f"per_device_train_batch_size x {world_size} is a multiple of {g}, or change num_generations")
+    from qponder.rewards import weights
+
+    # TRL scores each process's share of the generation batch on its own, so that is where ranking finds its pairs;
+    # with one image it returns None and the mix runs without it: legal, but rarely what the recipe meant
+    images = gen // world_size // g
+    if weights(recipe.rewards).get("ranking", 0) and images < 2:
+        warnings.warn(f"grpo: the ranking reward compares the images of one process's generation batch, and "
+                      f"{how} completions over {world_size} process(es) in groups of {g} give each process "
+                      f"at most one image, so ranking adds nothing; raise per_device_train_batch_size "
+                      f"(or steps_per_generation) to at least 2 x num_generations, or drop ranking from rewards",
+                      stacklevel=2)
 
 
 def check_extra_args(recipe: GRPORecipe) -> None:
