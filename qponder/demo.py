@@ -196,11 +196,14 @@ def check(r: DemoRecipe) -> None:
     g = _dataclass(GRPORecipe, r.grpo, "grpo")
     reward_functions(g.rewards, g.reward_kwargs)
     from qponder.config import typed
+    from qponder.rewards import weights
 
     # stored typed, so the run's demo.yaml reads back as it ran (a --set "2e-05" would stay a string there)
     for name, cls in (("synth", SynthConfig), ("distill", DistillRecipe), ("sft_no_reasoning", SFTRecipe),
                       ("sft", SFTRecipe), ("grpo", GRPORecipe)):
         setattr(r, name, typed(cls, getattr(r, name), f"demo recipe `{name}`"))
+    # a preset's name is stored as its weights: the run must say what it trained with after a preset changes
+    r.grpo["rewards"] = weights(g.rewards)
     unknown = set(r.splits) - set(SPLITS)
     if unknown:
         raise QPonderError(f"demo recipe: unknown split(s) {', '.join(sorted(unknown))}; valid: {', '.join(SPLITS)}")

@@ -9,6 +9,7 @@ import yaml
 from qponder.config import build
 from qponder.demo import STAGES, DemoRecipe, run_demo
 from qponder.errors import QPonderError
+from qponder.rewards import PRESETS
 from tests.test_cli import qponder
 
 TINY = dict(
@@ -36,7 +37,10 @@ def test_demo_runs_every_stage_writes_the_report_and_resumes(tmp_path):
     assert set(summary["stages"]) >= set(STAGES) - {"report"}
     assert (run / "qponder" / "model.safetensors").exists() and (run / "judge" / "judge.json").exists()
     assert "Q-Ponder" in (run / "report.md").read_text()
-    assert build(DemoRecipe, run / "demo.yaml") == DemoRecipe(out=str(run), **TINY)  # the run records its recipe
+    # the run records its recipe, a reward preset as its weights (a preset's meaning may change between versions)
+    recorded = DemoRecipe(out=str(run), **{**TINY, "grpo": {**TINY["grpo"], "rewards": PRESETS["qponder"]}})
+    assert build(DemoRecipe, run / "demo.yaml") == recorded
+    assert yaml.safe_load((run / "qponder" / "recipe.yaml").read_text())["rewards"] == PRESETS["qponder"]
 
     # a rerun skips every finished stage: nothing is retrained, and a missing eval is redone on its own
     ci_mtime = (run / "ci" / "model.safetensors").stat().st_mtime_ns

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from qponder import prompts
@@ -156,12 +156,15 @@ def check_extra_args(recipe: GRPORecipe) -> None:
 def train(recipe: GRPORecipe, resume: bool = False) -> Path:
     from trl import GRPOConfig, GRPOTrainer
 
+    from qponder.rewards import weights
     from qponder.train.common import prepare, run
 
     if not recipe.model or not recipe.data:
         raise QPonderError("grpo: --model (Q-Ponder-CI folder) and --data (meta/CSV with MOS) are required")
     check_batch(recipe, int(os.environ.get("WORLD_SIZE", "1")))  # set by accelerate launch / torchrun
     check_extra_args(recipe)
+    # recipe.yaml records the weights, not a preset's name, whose meaning may change between versions
+    recipe = replace(recipe, rewards=weights(recipe.rewards))
     out = Path(recipe.out)
     dataset = make_dataset(recipe.data, recipe.images)
     model, processor, peft_config, cpu = prepare(recipe, out)
