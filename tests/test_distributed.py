@@ -120,10 +120,10 @@ def test_ranking_without_two_images_per_process_warns():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        check_batch(GRPORecipe(), 1)  # the defaults (qponder, 16 completions in groups of 4): 4 images
-        check_batch(GRPORecipe(per_device_train_batch_size=8, num_generations=8, rewards="accuracy"), 1)
+        check_batch(GRPORecipe(rewards="visualquality-r1"), 1)  # the defaults, 16 completions in groups of 4: 4 images
+        check_batch(GRPORecipe(per_device_train_batch_size=8, num_generations=8), 1)  # qponder: no ranking
     with pytest.warns(UserWarning, match=r"= 8 completions over 2 process\(es\) in groups of 4 .* at most one image"):
-        check_batch(GRPORecipe(per_device_train_batch_size=4, num_generations=4), 2)  # qponder has ranking
+        check_batch(GRPORecipe(per_device_train_batch_size=4, num_generations=4, rewards="visualquality-r1"), 2)
     with pytest.warns(UserWarning, match="ranking adds nothing"):
         check_batch(GRPORecipe(per_device_train_batch_size=4, num_generations=8, rewards={"ranking": 1.0},
                                extra_args={"steps_per_generation": 2}), 1)

@@ -20,12 +20,12 @@ def test_unknown_reward_is_a_clear_error():
     assert [f.__name__ for f in funcs] == ["accuracy_threshold", "format_lenient"] and weights == [1.0, 0.0]
     assert funcs[0](["<answer>3.40</answer>"], mos=[3.0]) == [1.0]  # the recipe's eps reached the function
     funcs, weights = reward_functions("qponder", {})
-    assert [f.__name__ for f in funcs] == ["format", "accuracy_continuous", "consistency", "ranking", "format_lenient"]
-    assert weights == [0.2, 1.0, 0.25, 0.5, 0.0]
+    assert [f.__name__ for f in funcs] == ["format", "accuracy_continuous", "consistency", "format_lenient"]
+    assert weights == [0.2, 1.0, 0.25, 0.0]
     with pytest.raises(QPonderError, match="unknown reward preset 'qpondr'"):
         reward_functions("qpondr", {})
     with pytest.raises(QPonderError, match="does not use: ranking"):
-        reward_functions("accuracy", {"ranking": {}})
+        reward_functions("qponder", {"ranking": {}})
 
 
 @pytest.mark.timeout(600)
