@@ -111,7 +111,10 @@ def test_sharded_eval_equals_single_process(ci):
     assert all(r["ok"] for r in two)
     merged = json.loads((ci / "ev2" / "summary.json").read_text())
     timing = {"images_per_second", "wall_seconds", "data", "images"}  # data/images: paths relative to another cwd
-    assert {k: v for k, v in merged.items() if k not in timing} == {k: v for k, v in single.items() if k not in timing}
+    # the expected score reads logits, which other batch compositions move in the 8th digit (BLAS blocking)
+    loose = timing | {k for k in single if k.endswith("_expected")}
+    assert {k: v for k, v in merged.items() if k not in loose} == {k: v for k, v in single.items() if k not in loose}
+    assert {k: merged[k] for k in loose - timing} == pytest.approx({k: single[k] for k in loose - timing}, rel=1e-6)
     assert merged["images_per_second"] > 0
 
 

@@ -46,9 +46,10 @@ def test_a_few_grpo_steps_change_the_weights(tmp_path):
                        out=str(tmp_path / "ci"), max_steps=150, per_device_train_batch_size=8, learning_rate=5e-3,
                        save_steps=1000, report_to="none"))
     before = load_file(ci / "model.safetensors")
+    # the tiny CI is nearly deterministic: at T 0.8 (AMD, stop 8) every group agreed, so every advantage was 0
     out = train(GRPORecipe(model=str(ci), data=str(tmp_path / "metas" / "train.json"),
-                           out=str(tmp_path / "grpo"), max_steps=2, per_device_train_batch_size=4, num_generations=4,
-                           max_completion_length=12, learning_rate=1e-3, beta=0.0, temperature=0.8, logging_steps=1, save_steps=2,
+                           out=str(tmp_path / "grpo"), max_steps=3, per_device_train_batch_size=4, num_generations=4,
+                           max_completion_length=12, learning_rate=1e-3, beta=0.0, temperature=1.5, logging_steps=1, save_steps=3,
                            report_to="none",
                            rewards={"format": 0.5, "accuracy_continuous": 1.0, "consistency": 0.25, "degradation": 0.5}))
     after = load_file(out / "model.safetensors")
