@@ -4,7 +4,7 @@ GRPO samples its rollouts (temperature 1.0 in the demo) while evaluation decodes
 not parse earns 0 from every reward but ``format``, so where many do, the group's reward spread (and with it the
 advantage GRPO learns from) is mostly "parses or not", a lesson the greedy model has already learnt. This samples
 a model the way TRL's GRPOTrainer does (``do_sample``, the given temperature / top-p / top-k) on training images
-and counts parse failures by reason, and the share of 4-rollout groups whose rewards differ only because of them.
+and counts parse failures by reason, and the share of groups that mix parsed and failed rollouts.
 
     python benchmarks/rollout_parse.py --model runs/demo/ci --data runs/demo/synth/metas/train.json \\
         --setting T1=1.0,1.0,0 --setting T1_p09=1.0,0.9,0 --setting T07=0.7,1.0,0
