@@ -24,8 +24,7 @@ KEYS = ("srcc", "srcc_expected", "family_acc", "consistency_rate")
 
 def candidates(model: Path) -> dict[str, Path]:
     """Step -> folder: the kept checkpoints before the last step, and the final model under its last step."""
-    state = json.loads((model / "trainer_state.json").read_text())
-    last = int(state["global_step"])
+    last = max(int(h["step"]) for h in json.loads((model / "trainer_state.json").read_text()) if "step" in h)
     out = {}
     for c in sorted((model / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
         step = int(c.name.split("-")[1])

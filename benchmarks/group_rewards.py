@@ -1,0 +1,143 @@
+"""What does each reward term contribute to GRPO's advantages, and does GRPO change the sampled rollouts?
+
+GRPO learns only from differences between the rollouts of one image: the advantage of a rollout is its total
+reward minus its group's mean, over the group's spread. A term whose value hardly differs inside a group, or
+that only repeats another term, cannot teach anything, whatever its weight. This samples groups of rollouts
+the way the demo's GRPO does (temperature 1.0, top-p 1.0, the same completion length) on training images, scores
+them with the recipe's reward terms, and reports per model:
+
+- each term's share of the within-group variance of the total reward (the covariance of the weighted term with
+  the total, over the total's variance, summed over groups: the shares add up to 1);
+- how often the full mix orders two rollouts of a group differently from the mix without consistency
+  (``pairs_reordered``), i.e. how often the consistency term changes which rollout GRPO prefers;
+- the sampled rollouts' parse rate, consistency rate (|implied - answer| < 0.5, the evaluator's rule) and mean
+  |answer - MOS|: what GRPO acts on, where the greedy evaluation sees only the mode.
+
+Same images and sampling seeds for every model, so models differ only by their weights.
+
+    python benchmarks/group_rewards.py --run runs/demo --models ci,qponder,ablation/accuracy_s1
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    from PIL import Image
+
+    from qponder.config import build, typed
+    from qponder.data.records import check_images, load_records
+    from qponder.demo import DemoRecipe, grpo_reward_kwargs
+    from qponder.eval.evaluate import default_image_root
+    from qponder.eval.reasoning import CONSISTENT_WITHIN
+    from qponder.judge import TextJudge
+    from qponder.models.answer import parse
+    from qponder.rewards import weights
+    from qponder.score import Scorer
+    from qponder.train.grpo import GRPORecipe, reward_functions
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", type=Path, default=Path("runs/demo"))
+    ap.add_argument("--models", required=True, help="comma-separated model folders, relative to the run")
+    ap.add_argument("--rewards", default="qponder", help="the mix to decompose: a preset name or JSON weights")
+    ap.add_argument("--images", type=int, default=96)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/group_rewards.json"))
+    a = ap.parse_args()
+    demo = build(DemoRecipe, a.run / "demo.yaml")
+    g = GRPORecipe(**typed(GRPORecipe, demo.grpo, f"{a.run}/demo.yaml `grpo`"))
+    mix = weights(json.loads(a.rewards) if a.rewards.startswith("{") else a.rewards)
+    if "consistency" not in mix:
+        raise SystemExit(f"--rewards {a.rewards}: the mix has no consistency term to compare against")
+    judge_path = a.run / "judge" / "judge.json"
+    funcs, ws = reward_functions(mix, grpo_reward_kwargs({"rewards": mix}, judge_path))
+    w = {f.__name__: x for f, x in zip(funcs, ws) if x}
+    judge = TextJudge.load(judge_path)
+
+    meta = a.run / "synth" / "metas" / "train.json"
+    recs = load_records(meta)
+    root = default_image_root(meta, recs)
+    recs = check_images(recs, root, source=str(meta))
+    recs = recs[:: max(1, len(recs) // a.images)][: a.images]
+    per_step = g.per_device_train_batch_size // g.num_generations  # images per generate call, as in one step
+
+    res = json.loads(a.out.read_text()) if a.out.exists() else {}
+    setting = {"run": str(a.run), "rewards": mix, "images": len(recs), "group": g.num_generations,
+               "temperature": g.temperature, "max_completion_length": g.max_completion_length, "seed": a.seed}
+    if res.get("setting") != setting:
+        res = {"setting": setting, "models": {}}
+    for rel in a.models.split(","):
+        t0 = time.time()
+        scorer = Scorer.from_pretrained(a.run / rel, max_new_tokens=g.max_completion_length,
+                                        temperature=g.temperature, batch_size=per_step * g.num_generations)
+        groups = []  # per image: (record, [completion texts])
+        for i in range(0, len(recs), per_step):
+            batch = recs[i:i + per_step]
+            images = [Image.open(r.path(root)).convert("RGB") for r in batch for _ in range(g.num_generations)]
+            texts = [t for t, _, _ in scorer.generate(images, do_sample=True, seed=a.seed + i)]
+            groups += [(r, texts[k * g.num_generations:(k + 1) * g.num_generations]) for k, r in enumerate(batch)]
+        res["models"][rel] = summarize(groups, funcs, w, judge, parse, CONSISTENT_WITHIN)
+        res["models"][rel]["seconds"] = round(time.time() - t0, 1)
+        print(rel, json.dumps(res["models"][rel]), flush=True)
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(res, indent=1))
+
+
+def summarize(groups, funcs, w: dict, judge, parse, within: float) -> dict:
+    share = dict.fromkeys(w, 0.0)
+    sums = dict.fromkeys(w, 0.0)
+    total_var = 0.0
+    reordered = pairs = 0
+    parsed = consistent = judged = 0
+    errors = []
+    n = 0
+    for rec, texts in groups:
+        cols = {"mos": [rec.mos] * len(texts), "family": [rec.family] * len(texts), "level": [rec.level] * len(texts)}
+        terms = {f.__name__: [0.0 if v is None else v for v in f(texts, **cols)] for f in funcs if f.__name__ in w}
+        full = [sum(w[k] * terms[k][j] for k in w) for j in range(len(texts))]
+        without = [sum(w[k] * terms[k][j] for k in w if k != "consistency") for j in range(len(texts))]
+        mean = statistics.fmean(full)
+        var = sum((x - mean) ** 2 for x in full)
+        total_var += var
+        for k in w:
+            sums[k] += sum(terms[k])
+        for k in w:  # sum_j (w_k r_kj - mean)(R_j - mean R): the covariances add up to the variance
+            mk = statistics.fmean(terms[k])
+            share[k] += sum(w[k] * (terms[k][j] - mk) * (full[j] - mean) for j in range(len(texts)))
+        for i, j in itertools.combinations(range(len(texts)), 2):
+            pairs += 1
+            reordered += (full[i] - full[j]) * (without[i] - without[j]) < 0 or (
+                (full[i] == full[j]) != (without[i] == without[j]))
+        ps = [parse(t) for t in texts]
+        implied = judge.implied([p.reasoning if p.score is not None else None for p in ps])
+        for p, s_r in zip(ps, implied):
+            n += 1
+            if p.score is None:
+                continue
+            parsed += 1
+            errors.append(abs(p.score - rec.mos))
+            if s_r is not None:  # as the evaluator: over answers whose reasoning the judge can read
+                judged += 1
+                consistent += abs(s_r - p.score) < within
+    return {
+        "completions": n,
+        "parse_rate": round(parsed / n, 4),
+        "consistency_rate": round(consistent / judged, 4) if judged else None,
+        "mean_abs_error": round(statistics.fmean(errors), 4) if errors else None,
+        # how far sampled answers fall from the MOS decides how much of a Gaussian of width w they ever see
+        "abs_error_quartiles": [round(q, 3) for q in statistics.quantiles(errors, n=4)] if len(errors) > 1 else None,
+        "term_mean": {k: round(v / n, 4) for k, v in sums.items()},
+        "within_group_reward_sd": round((total_var / n) ** 0.5, 4),
+        "variance_share": {k: round(v / total_var, 4) if total_var else None for k, v in share.items()},
+        "pairs_reordered": round(reordered / pairs, 4),
+    }
+
+
+if __name__ == "__main__":
+    main()
