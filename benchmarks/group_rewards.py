@@ -96,6 +96,7 @@ def summarize(groups, funcs, w: dict, judge, parse, within: float) -> dict:
     reordered = pairs = 0
     parsed = consistent = judged = 0
     errors = []
+    pairs_sr = []  # (answer, implied, MOS) of every judged answer
     n = 0
     for rec, texts in groups:
         cols = {"mos": [rec.mos] * len(texts), "family": [rec.family] * len(texts), "level": [rec.level] * len(texts)}
@@ -125,6 +126,7 @@ def summarize(groups, funcs, w: dict, judge, parse, within: float) -> dict:
             if s_r is not None:  # as the evaluator: over answers whose reasoning the judge can read
                 judged += 1
                 consistent += abs(s_r - p.score) < within
+                pairs_sr.append((p.score, s_r, rec.mos))
     return {
         "completions": n,
         "parse_rate": round(parsed / n, 4),
@@ -133,10 +135,21 @@ def summarize(groups, funcs, w: dict, judge, parse, within: float) -> dict:
         # how far sampled answers fall from the MOS decides how much of a Gaussian of width w they ever see
         "abs_error_quartiles": [round(q, 3) for q in statistics.quantiles(errors, n=4)] if len(errors) > 1 else None,
         "term_mean": {k: round(v / n, 4) for k, v in sums.items()},
+        # the judge is a ridge regression, so its implied scores are narrower than the answers; and is the
+        # reasoning consistent more often when the answer is right (Q-Insight's 0.35) than when it is wrong?
+        "answer_sd": round(statistics.pstdev(x[0] for x in pairs_sr), 4) if pairs_sr else None,
+        "implied_sd": round(statistics.pstdev(x[1] for x in pairs_sr), 4) if pairs_sr else None,
+        "consistency_rate_right": _rate([x for x in pairs_sr if abs(x[0] - x[2]) < 0.35], within),
+        "consistency_rate_wrong": _rate([x for x in pairs_sr if abs(x[0] - x[2]) >= 0.35], within),
+        "implied_mae": round(statistics.fmean(abs(x[1] - x[2]) for x in pairs_sr), 4) if pairs_sr else None,
         "within_group_reward_sd": round((total_var / n) ** 0.5, 4),
         "variance_share": {k: round(v / total_var, 4) if total_var else None for k, v in share.items()},
         "pairs_reordered": round(reordered / pairs, 4),
     }
+
+
+def _rate(rows: list[tuple], within: float) -> float | None:
+    return round(sum(abs(a - i) < within for a, i, _ in rows) / len(rows), 4) if rows else None
 
 
 if __name__ == "__main__":
