@@ -35,9 +35,7 @@ def main() -> None:
     from qponder.data.records import check_images, load_records
     from qponder.demo import DemoRecipe, grpo_reward_kwargs
     from qponder.eval.evaluate import default_image_root
-    from qponder.eval.reasoning import CONSISTENT_WITHIN
     from qponder.judge import TextJudge
-    from qponder.models.answer import parse
     from qponder.rewards import weights
     from qponder.score import Scorer
     from qponder.train.grpo import GRPORecipe, reward_functions
@@ -82,14 +80,17 @@ def main() -> None:
             images = [Image.open(r.path(root)).convert("RGB") for r in batch for _ in range(g.num_generations)]
             texts = [t for t, _, _ in scorer.generate(images, do_sample=True, seed=a.seed + i)]
             groups += [(r, texts[k * g.num_generations:(k + 1) * g.num_generations]) for k, r in enumerate(batch)]
-        res["models"][rel] = summarize(groups, funcs, w, judge, parse, CONSISTENT_WITHIN)
+        res["models"][rel] = summarize(groups, funcs, w, judge)
         res["models"][rel]["seconds"] = round(time.time() - t0, 1)
         print(rel, json.dumps(res["models"][rel]), flush=True)
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(res, indent=1))
 
 
-def summarize(groups, funcs, w: dict, judge, parse, within: float) -> dict:
+def summarize(groups, funcs, w: dict, judge) -> dict:
+    from qponder.eval.reasoning import CONSISTENT_WITHIN as within
+    from qponder.models.answer import parse
+
     share = dict.fromkeys(w, 0.0)
     sums = dict.fromkeys(w, 0.0)
     total_var = 0.0
