@@ -47,6 +47,20 @@ ARMS: dict[str, dict] = {
     "famcheck_nocot_s1": {"distill": {"check_family": True}, "sft": {"reasoning": False, "seed": 1}},
     "default_s1": {"sft": {"seed": 1}},  # the data order alone, for the size of the noise
     "weighted3_s1": {"sft": {"loss_weights": "decisions:3", "seed": 1}},
+    # stop 10: the teacher told the MOS (its score pulled 0.8 of the way to it; reasoning its own), so the MOS
+    # filter keeps the images whose score the teacher misjudged: more traces, and more of the rare families
+    "hint": {"distill": {"check_family": True, "use_mos_hint": True}, "sft": {}},
+    "hint_s1": {"distill": {"check_family": True, "use_mos_hint": True}, "sft": {"seed": 1}},
+    # stop 10: a perception turn per training image (the labelled family and level), beside the demo's traces
+    "perceive": {"sft": {"perception_turns": True}},
+    "perceive_s1": {"sft": {"perception_turns": True, "seed": 1}},
+    "perceive_600": {"sft": {"perception_turns": True, "max_steps": 600}},
+    # stop 10: the projector's SwiGLU 8x wider (2048, not the LM's 256): at init its tokens keep more of the
+    # family a linear probe reads from the tower (benchmarks/reading_path.py)
+    "proj2048": {"student": {"projector_intermediate": 2048}, "sft": {}},
+    "proj2048_s1": {"student": {"projector_intermediate": 2048}, "sft": {"seed": 1}},
+    "projlr5e3": {"sft": {"projector_learning_rate": 5e-3}},  # the projector at 5x the LM's lr
+    "projlr5e3_s1": {"sft": {"projector_learning_rate": 5e-3, "seed": 1}},
 }
 
 

@@ -204,6 +204,10 @@ def check(r: DemoRecipe) -> None:
         setattr(r, name, typed(cls, getattr(r, name), f"demo recipe `{name}`"))
     # a preset's name is stored as its weights: the run must say what it trained with after a preset changes
     r.grpo["rewards"] = weights(g.rewards)
+    from qponder.eval.baselines import create_baseline
+
+    for name in r.baselines:  # a missing package must fail now, not in the eval stage after the training ones
+        create_baseline(name).load()
     unknown = set(r.splits) - set(SPLITS)
     if unknown:
         raise QPonderError(f"demo recipe: unknown split(s) {', '.join(sorted(unknown))}; valid: {', '.join(SPLITS)}")

@@ -88,3 +88,21 @@ def test_checked_recipe_is_dumped_typed(tmp_path):
     again = build(DemoRecipe, dump(r, tmp_path / "demo.yaml"))
     assert again.grpo["learning_rate"] == DemoRecipe().grpo["learning_rate"]
     assert isinstance(again.grpo["learning_rate"], float)
+
+
+def test_missing_baseline_package_fails_before_any_stage(tmp_path, monkeypatch):
+    # seen on a GPU machine: brisque's libsvm was missing and the demo stopped in `eval`, after 4 minutes of
+    # training; the check must name the package before the first stage
+    from qponder.eval import baselines
+
+    def missing():
+        raise baselines._missing("brisque[opencv-python-headless]==0.2.0", ModuleNotFoundError("No module named 'libsvm'"))
+
+    monkeypatch.setattr(baselines, "_load_brisque", missing)
+    with pytest.raises(QPonderError, match="brisque.*libsvm"):
+        run_demo(build(DemoRecipe, None, [f"out={tmp_path / 'r'}"]))
+    assert not (tmp_path / "r" / "synth").exists()
+    run_dir = tmp_path / "ok"  # without BRISQUE in the recipe the same check passes
+    from qponder.demo import check
+
+    check(build(DemoRecipe, None, [f"out={run_dir}", "baselines=[niqe]"]))

@@ -115,6 +115,40 @@ def test_direct_answers_add_an_answer_only_turn_per_image(setup):
         sft_examples(SFTRecipe(data=str(setup / "metas" / "train.json"), reasoning=False, direct_answers=True))
 
 
+def test_perception_turns_name_the_labelled_family_on_every_image(setup, tmp_path):
+    from qponder import prompts
+
+    labels = [("none", 0), ("blur", 2), ("noise", 5), ("brightness", 4)]
+    lines = []
+    for i, line in enumerate((setup / "distilled.jsonl").read_text().splitlines()[:4]):
+        d = json.loads(line)
+        d["family"], d["level"] = labels[i]
+        lines.append(json.dumps(d))
+    data = tmp_path / "labelled.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    rows = sft_examples(SFTRecipe(data=str(data), perception_turns=True))
+    seen = [r for r in rows if r.get("prompt") == "student_perceive"]
+    assert [r["completion"] for r in seen] == [  # every image, kept (1-3) or not (0)
+        "Main defect: none; the image is clean.", "Main defect: mild blur.",
+        "Main defect: very severe noise.", "Main defect: severe exposure problems."]
+    assert len(rows) - len(seen) == 3  # the kept traces are still trained, unchanged
+    ds = make_dataset(rows)
+    asked = [ds[i]["messages"][0]["content"][1]["text"] for i, r in enumerate(rows) if r.get("prompt")]
+    assert set(asked) == {prompts.load("student_perceive")}
+    from qponder.eval.reasoning import named_family
+
+    assert [named_family(r["completion"]) for r in seen[1:]] == ["blur", "noise", "brightness"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({**json.loads(lines[1]), "level": 9}) + "\n")
+    with pytest.raises(QPonderError, match="bad.jsonl: line 1: level must be 1-5"):
+        sft_examples(SFTRecipe(data=str(bad), perception_turns=True))
+    bad.write_text(json.dumps({**json.loads(lines[1]), "family": "haze"}) + "\n")
+    with pytest.raises(QPonderError, match="line 1: unknown distortion family 'haze'"):
+        sft_examples(SFTRecipe(data=str(bad), perception_turns=True))
+    with pytest.raises(QPonderError, match="perception_turns"):
+        sft_examples(SFTRecipe(data=str(setup / "metas" / "train.json"), reasoning=False, perception_turns=True))
+
+
 def test_vision_tower_trains_at_its_own_learning_rate(setup, tmp_path):
     from qponder.models import load
     from qponder.train.common import vision_modules
@@ -142,6 +176,33 @@ def test_vision_tower_trains_at_its_own_learning_rate(setup, tmp_path):
     tower, _ = weights(slow)
     # Adam moves each weight by about lr per step: 4 steps at 3e-5 stay far below the LM's 3e-3 steps
     assert 0.0 < moved(start_tower, tower) < 4 * 3e-5 * 1.5
-    with pytest.raises(QPonderError, match="vision_learning_rate applies to full fine-tuning"):
+    with pytest.raises(QPonderError, match="vision_learning_rate and projector_learning_rate apply to full"):
         train(SFTRecipe(out=str(tmp_path / "lora"), freeze_vision=False, vision_learning_rate=1e-5, lora=True,
                         **base))
+
+
+def test_projector_trains_at_its_own_learning_rate(setup, tmp_path):
+    from qponder.models import load
+    from qponder.train.common import projector_modules, vision_modules
+
+    def parts(folder):
+        model, _ = load(str(folder))
+        named = dict(model.named_parameters())
+        ids = {"projector": {id(p) for p in projector_modules(model).parameters()},
+               "tower": {id(p) for p in vision_modules(model).parameters()}}
+        out = {k: {n: p.detach().clone() for n, p in named.items() if id(p) in v} for k, v in ids.items()}
+        out["lm"] = {n: p.detach().clone() for n, p in named.items()
+                     if all(id(p) not in v for v in ids.values())}
+        return out
+
+    def moved(before, after):
+        return max((after[n] - p).abs().max().item() for n, p in before.items())
+
+    start = parts(setup / "tiny")
+    still = train(SFTRecipe(model=str(setup / "tiny"), data=str(setup / "distilled.jsonl"), max_steps=4,
+                            per_device_train_batch_size=4, learning_rate=3e-3, projector_learning_rate=0.0,
+                            save_steps=100, report_to="none", out=str(tmp_path / "still")))
+    end = parts(still)
+    # the tower stays frozen (freeze_vision), the projector at lr 0 too, and only the LM learns
+    assert moved(start["projector"], end["projector"]) == 0.0 and moved(start["tower"], end["tower"]) == 0.0
+    assert moved(start["lm"], end["lm"]) > 1e-3

@@ -46,6 +46,16 @@ def test_tiny_is_a_standard_hf_folder(tiny):
     assert toks[0] == "<think>" and toks[-5:] == ["3", ".", "4", "7", "</answer>"]
 
 
+def test_projector_width_is_a_spec_field_that_survives_save_and_load(tiny, tmp_path):
+    narrow = load(str(tiny))[0].model.multi_modal_projector
+    assert narrow.linear_1.out_features == 64  # None: the LM's hidden size, transformers' own default
+    init_model("tiny", tmp_path / "wide", projector_intermediate=512)
+    wide = load(str(tmp_path / "wide"))[0].model.multi_modal_projector
+    assert (wide.linear_1.out_features, wide.linear_2.in_features) == (512, 256)
+    card = json.loads((tmp_path / "wide" / "qponder_student.json").read_text())
+    assert card["spec"]["projector_intermediate"] == 512
+
+
 def test_default_preset_builds_offline_with_ported_vision(tmp_path):
     from qponder.models.dinov2 import port_state_dict
 

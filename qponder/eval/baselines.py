@@ -66,14 +66,15 @@ class _ClassicalPredictor:
     name: str = ""
     on_mos_scale: bool = False
 
-    def _load(self) -> None:
+    def load(self) -> None:
+        """Load the model's files and packages; a missing package raises QPonderError naming it."""
         raise NotImplementedError
 
     def _raw(self, image: Image.Image) -> float:
         raise NotImplementedError
 
     def predict(self, images: Sequence[Image.Image]) -> list[Prediction]:
-        self._load()
+        self.load()
         out: list[Prediction] = []
         for image in images:
             try:
@@ -137,7 +138,7 @@ class BrisquePredictor(_ClassicalPredictor):
     def __init__(self) -> None:
         self._model = None
 
-    def _load(self) -> None:
+    def load(self) -> None:
         if self._model is None:
             with _load_lock:
                 if self._model is None:
@@ -221,7 +222,7 @@ class NiqePredictor(_ClassicalPredictor):
         self.max_upscale = float(max_upscale)
         self._niqe: Callable[[np.ndarray], np.ndarray] | None = None
 
-    def _load(self) -> None:
+    def load(self) -> None:
         if self._niqe is None:
             with _load_lock:
                 if self._niqe is None:

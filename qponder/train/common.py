@@ -18,35 +18,55 @@ def vision_modules(model):
     raise QPonderError(f"{type(model).__name__}: cannot find the vision tower to freeze")
 
 
+def projector_modules(model):
+    """The projector between tower and LM (AyaVision/LLaVA: multi_modal_projector; Qwen-VL: visual.merger)."""
+    inner = getattr(model, "model", model)
+    if hasattr(inner, "multi_modal_projector"):
+        return inner.multi_modal_projector
+    if hasattr(getattr(inner, "visual", None), "merger"):
+        return inner.visual.merger
+    raise QPonderError(f"{type(model).__name__}: cannot find the projector between the vision tower and the LM")
+
+
 class TowerLR:
-    """Optimizer factory (transformers' ``optimizer_cls_and_kwargs``): AdamW with the vision tower at its own lr.
+    """Optimizer factory (transformers' ``optimizer_cls_and_kwargs``): AdamW with the vision tower and the
+    projector each at its own lr.
 
     A pretrained tower trained at the random LM's lr loses its features (docs/student.md); a much smaller lr
-    lets it adapt to quality cues instead. A factory, not a ready optimizer, so the Trainer builds it after
-    placing the model on its device. Plain AdamW with torch's defaults (the Trainer's own betas and eps); weight
-    decay, 0 in our recipes, then applies to every parameter.
+    lets it adapt to quality cues instead. The projector is the other way round: at init it hides most of what the
+    tower shows a linear probe (docs/results.md, stop 10), so it may learn faster than the LM. A factory, not a
+    ready optimizer, so the Trainer builds it after placing the model on its device. Plain AdamW with torch's
+    defaults (the Trainer's own betas and eps); weight decay, 0 in our recipes, then applies to every parameter.
     """
 
-    def __call__(self, model, lr: float, vision_lr: float, weight_decay: float = 0.0):
+    def __call__(self, model, lr: float, vision_lr: float | None = None, projector_lr: float | None = None,
+                 weight_decay: float = 0.0):
         import torch
 
         tower = {id(p) for p in vision_modules(model).parameters()}
+        # Qwen-VL's merger sits inside its tower: the projector's own lr wins there
+        proj = {id(p) for p in projector_modules(model).parameters()} if projector_lr is not None else set()
         params = [p for p in model.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if id(p) in tower], "lr": vision_lr},
-                  {"params": [p for p in params if id(p) not in tower], "lr": lr}]
+        groups = [{"params": [p for p in params if id(p) in proj], "lr": projector_lr},
+                  {"params": [p for p in params if id(p) in tower and id(p) not in proj],
+                   "lr": lr if vision_lr is None else vision_lr},
+                  {"params": [p for p in params if id(p) not in tower and id(p) not in proj], "lr": lr}]
         return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
 
 
 def optimizer_args(recipe) -> dict:
-    """Trainer kwargs for the recipe's optimizer: the default, or ``TowerLR`` when the tower has its own lr."""
-    vision_lr = recipe.vision_learning_rate
-    if vision_lr is None or recipe.freeze_vision:
+    """Trainer kwargs for the recipe's optimizer: the default, or ``TowerLR`` when the tower or the projector
+    has its own lr."""
+    vision_lr = None if recipe.freeze_vision else recipe.vision_learning_rate
+    projector_lr = getattr(recipe, "projector_learning_rate", None)
+    if vision_lr is None and projector_lr is None:
         return {}
     if recipe.lora:
-        raise QPonderError("vision_learning_rate applies to full fine-tuning; with lora: true the tower is adapted "
-                           "through LoRA at the recipe's learning_rate")
-    return {"optimizer_cls_and_kwargs": (TowerLR, {"lr": recipe.learning_rate, "vision_lr": float(vision_lr),
-                                                   "weight_decay": recipe.weight_decay})}
+        raise QPonderError("vision_learning_rate and projector_learning_rate apply to full fine-tuning; with "
+                           "lora: true the tower and projector are adapted through LoRA at the recipe's learning_rate")
+    return {"optimizer_cls_and_kwargs": (TowerLR, {
+        "lr": recipe.learning_rate, "vision_lr": None if vision_lr is None else float(vision_lr),
+        "projector_lr": None if projector_lr is None else float(projector_lr), "weight_decay": recipe.weight_decay})}
 
 
 def last_checkpoint(out: Path) -> str | None:

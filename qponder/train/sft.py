@@ -15,6 +15,7 @@ from pathlib import Path
 from qponder import prompts
 from qponder.errors import QPonderError
 from qponder.models.answer import format_answer, parse
+from qponder.lexicon import SEVERITY_WORDS
 
 
 @dataclass
@@ -29,6 +30,11 @@ class SFTRecipe:
     # kept or not: the human score then supervises the image read-out directly, beside the teacher's traces.
     # Off: on the embedded default with survey-first traces it gave one answer for every image (docs/results.md)
     direct_answers: bool = False
+    # also train a perception turn for every image of the distilled JSONL that carries a distortion label, kept
+    # or not: a short question, and the label's family and level as the answer (Q-Insight's degradation
+    # perception task beside the scoring one), so that naming the defect is supervised by the label on every
+    # image rather than only by the traces the filters kept
+    perception_turns: bool = False
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
@@ -36,6 +42,7 @@ class SFTRecipe:
     lora_target_modules: str = "all-linear"
     freeze_vision: bool = True  # measured: training the DINOv2 tower at the LM's lr destroys its features (docs/student.md)
     vision_learning_rate: float | None = None  # with freeze_vision: false, the tower's own lr (None: learning_rate)
+    projector_learning_rate: float | None = None  # the projector's own lr (None: learning_rate)
     # regex over the assistant text -> weight of the target tokens it matches (others 1); see train/weighting.py
     loss_weights: dict = field(default_factory=dict)
     max_steps: int = 300  # <= 0: use num_train_epochs
@@ -72,6 +79,8 @@ def sft_examples(recipe: SFTRecipe) -> list[dict]:
         raise QPonderError(f"{data}: training data not found")
     root = Path(recipe.images) if recipe.images else None
     rows = []
+    if recipe.perception_turns and data.suffix != ".jsonl":
+        raise QPonderError("perception_turns reads each image's `family` and `level` labels from a distilled JSONL")
     if recipe.direct_answers and not (recipe.reasoning and data.suffix == ".jsonl"):
         raise QPonderError("direct_answers adds answer-only turns to reasoning traces: it needs a distilled "
                            "JSONL and reasoning: true")
@@ -89,6 +98,9 @@ def sft_examples(recipe: SFTRecipe) -> list[dict]:
                     raise QPonderError(f"{data}: line {i} needs 'image' and a numeric 'mos' for direct_answers")
                 rows.append({"image": str(_resolve(image, root, data.parent)), "completion": format_answer(d["mos"]),
                              "think": False})
+            if recipe.perception_turns and d.get("family"):
+                rows.append({"image": str(_resolve(image, root, data.parent)), "prompt": "student_perceive",
+                             "completion": perception_answer(d["family"], d.get("level"), f"{data}: line {i}")})
             if not d.get("kept"):
                 continue
             parsed = parse(d.get("text"))
@@ -120,6 +132,23 @@ def sft_examples(recipe: SFTRecipe) -> list[dict]:
     return rows
 
 
+# the teacher's own words for each family where it has one (the CoT's "Main defect: ..." slot reads them back)
+_PERCEIVED = {"blur": "blur", "noise": "noise", "compression": "compression artifacts", "color": "colour distortion",
+              "brightness": "exposure problems", "spatial": "misaligned or pixelated patches",
+              "sharpness_contrast": "contrast and sharpening problems"}
+
+
+def perception_answer(family: str, level, where: str) -> str:
+    """The perception turn's target: the labelled family and level in words, or that the image is clean."""
+    if family == "none":
+        return "Main defect: none; the image is clean."
+    if family not in _PERCEIVED:
+        raise QPonderError(f"{where}: unknown distortion family {family!r}; known: {', '.join(_PERCEIVED)}, none")
+    if level not in SEVERITY_WORDS:
+        raise QPonderError(f"{where}: level must be 1-5 for a distorted image, got {level!r}")
+    return f"Main defect: {SEVERITY_WORDS[level][1]} {_PERCEIVED[family]}."
+
+
 def make_dataset(rows: list[dict]):
     """A datasets.Dataset with ``messages`` and a lazily decoded ``image`` column (TRL's VLM layout).
 
@@ -130,9 +159,10 @@ def make_dataset(rows: list[dict]):
     from qponder.score import build_messages
 
     prompt = {True: prompts.load("student"), False: prompts.load("student_nothink")}
+    own = {name: prompts.load(name) for name in {r["prompt"] for r in rows if r.get("prompt")}}
     ds = Dataset.from_dict({
         "image": [r["image"] for r in rows],
-        "messages": [build_messages(prompt[r.get("think", True)], r["completion"]) for r in rows],
+        "messages": [build_messages(own[r["prompt"]] if r.get("prompt") else prompt[r.get("think", True)], r["completion"]) for r in rows],
     })
     return ds.cast_column("image", Image())
 
