@@ -61,6 +61,9 @@ ARMS: dict[str, dict] = {
     "proj2048_s1": {"student": {"projector_intermediate": 2048}, "sft": {"seed": 1}},
     "projlr5e3": {"sft": {"projector_learning_rate": 5e-3}},  # the projector at 5x the LM's lr
     "projlr5e3_s1": {"sft": {"projector_learning_rate": 5e-3, "seed": 1}},
+    # a wider language model (384, 6 heads, not 256 and 4): is the reading of the image tokens a matter of size?
+    "lm384": {"student": {"lm_hidden": 384, "lm_intermediate": 1536, "lm_heads": 6}, "sft": {}},
+    "lm384_s1": {"student": {"lm_hidden": 384, "lm_intermediate": 1536, "lm_heads": 6}, "sft": {"seed": 1}},
 }
 
 
