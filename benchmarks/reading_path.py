@@ -39,13 +39,12 @@ def _bench(name: str):
     return mod
 
 
-def tower_features(synth: Path, split: str, stride: int) -> dict[str, np.ndarray]:
+def tower_features(model, synth: Path, split: str, stride: int) -> dict[str, np.ndarray]:
     import torch
     from PIL import Image
 
-    from qponder.models.dinov2 import IMAGENET_MEAN, IMAGENET_STD, load_dinov2
+    from qponder.models.dinov2 import IMAGENET_MEAN, IMAGENET_STD
 
-    model = load_dinov2(4).eval()
     recs = json.loads((synth / "metas" / f"{split}.json").read_text())[::stride]
     mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
     full, patches = [], []
@@ -61,18 +60,15 @@ def tower_features(synth: Path, split: str, stride: int) -> dict[str, np.ndarray
     return {"tower": np.concatenate(full), "tower_patches": np.concatenate(patches)}
 
 
-def projector_features(folder: str, synth: Path, split: str, stride: int) -> dict[str, np.ndarray]:
+def projector_features(model, proc, synth: Path, split: str, stride: int) -> dict[str, np.ndarray]:
     """Pooled [mean, std] of the projector's input (after its pixel shuffle and LayerNorm) and of its output."""
     import torch
     from PIL import Image
 
-    from qponder.models import load
     from qponder.train.common import projector_modules
 
-    model, proc = load(folder)
-    model.eval()
     seen = {}
-    projector_modules(model).layernorm.register_forward_hook(lambda m, i, o: seen.__setitem__("input", o))
+    hook = projector_modules(model).layernorm.register_forward_hook(lambda m, i, o: seen.__setitem__("input", o))
     recs = json.loads((synth / "metas" / f"{split}.json").read_text())[::stride]
     out: dict[str, list] = {"input": [], "output": []}
     for i in range(0, len(recs), 32):
@@ -83,6 +79,7 @@ def projector_features(folder: str, synth: Path, split: str, stride: int) -> dic
         for k, v in out.items():
             t = seen[k].reshape(len(imgs), -1, seen[k].shape[-1])  # batch x 64 tokens x width
             v.append(torch.cat([t.mean(1), t.std(1)], 1).numpy())
+    hook.remove()
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
@@ -120,6 +117,9 @@ def probe(feats: dict[str, np.ndarray], meta: dict[str, list[dict]]) -> dict:
 
 
 def main() -> None:
+    from qponder.models import load
+    from qponder.models.dinov2 import load_dinov2
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", type=Path, default=Path("runs/demo"))
     ap.add_argument("--model", action="append", default=[], help="NAME=FOLDER of a student-family model")
@@ -129,12 +129,14 @@ def main() -> None:
     synth, t0 = a.run / "synth", time.time()
     meta = {s: json.loads((synth / "metas" / f"{s}.json").read_text())[::k] for s, k in SPLITS.items()}
     sources: dict[str, dict[str, np.ndarray]] = {} if a.no_tower else {"tower": {}, "tower_patches": {}}
+    tower = None if a.no_tower else load_dinov2(4).eval()
     for s, k in SPLITS.items():
-        for name, x in ({} if a.no_tower else tower_features(synth, s, k)).items():
+        for name, x in ({} if tower is None else tower_features(tower, synth, s, k)).items():
             sources[name][s] = x
     for spec in a.model:
         name, folder = spec.split("=", 1)
-        feats = {s: projector_features(folder, synth, s, k) for s, k in SPLITS.items()}
+        model, proc = load(folder)
+        feats = {s: projector_features(model.eval(), proc, synth, s, k) for s, k in SPLITS.items()}
         for part in ("input", "output"):
             sources[f"projector_{part}:{name}"] = {s: f[part] for s, f in feats.items()}
     res = json.loads(a.out.read_text()) if a.out.exists() else {}  # probes of earlier calls stay

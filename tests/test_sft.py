@@ -147,6 +147,8 @@ def test_perception_turns_name_the_labelled_family_on_every_image(setup, tmp_pat
         sft_examples(SFTRecipe(data=str(bad), perception_turns=True))
     with pytest.raises(QPonderError, match="perception_turns"):
         sft_examples(SFTRecipe(data=str(setup / "metas" / "train.json"), reasoning=False, perception_turns=True))
+    with pytest.raises(QPonderError, match="distilled.jsonl: perception_turns needs a `family` label"):
+        sft_examples(SFTRecipe(data=str(setup / "distilled.jsonl"), perception_turns=True))  # no labels at all
 
 
 def test_vision_tower_trains_at_its_own_learning_rate(setup, tmp_path):

@@ -124,6 +124,8 @@ def sft_examples(recipe: SFTRecipe) -> list[dict]:
         root = root or default_image_root(data, recs)
         recs = check_images(recs, root, source=str(data))
         rows = [{"image": str(r.path(root)), "completion": format_answer(r.mos), "think": False} for r in recs]
+    if recipe.perception_turns and not any(r.get("prompt") == "student_perceive" for r in rows):
+        raise QPonderError(f"{data}: perception_turns needs a `family` label on its lines, and none has one")
     if not rows:
         raise QPonderError(f"{data}: no usable training examples (no kept traces?)")
     missing = [r["image"] for r in rows if not Path(r["image"]).is_file()]
@@ -132,7 +134,7 @@ def sft_examples(recipe: SFTRecipe) -> list[dict]:
     return rows
 
 
-# the teacher's own words for each family where it has one (the CoT's "Main defect: ..." slot reads them back)
+# words that qponder.lexicon reads back as the family, in the form of the traces' "Main defect: ..." sentence
 _PERCEIVED = {"blur": "blur", "noise": "noise", "compression": "compression artifacts", "color": "colour distortion",
               "brightness": "exposure problems", "spatial": "misaligned or pixelated patches",
               "sharpness_contrast": "contrast and sharpening problems"}
@@ -162,7 +164,8 @@ def make_dataset(rows: list[dict]):
     own = {name: prompts.load(name) for name in {r["prompt"] for r in rows if r.get("prompt")}}
     ds = Dataset.from_dict({
         "image": [r["image"] for r in rows],
-        "messages": [build_messages(own[r["prompt"]] if r.get("prompt") else prompt[r.get("think", True)], r["completion"]) for r in rows],
+        "messages": [build_messages(own[r["prompt"]] if r.get("prompt") else prompt[r.get("think", True)],
+                                    r["completion"]) for r in rows],
     })
     return ds.cast_column("image", Image())
 
