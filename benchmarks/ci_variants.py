@@ -64,6 +64,7 @@ ARMS: dict[str, dict] = {
     # a wider language model (384, 6 heads, not 256 and 4): is the reading of the image tokens a matter of size?
     "lm384": {"student": {"lm_hidden": 384, "lm_intermediate": 1536, "lm_heads": 6}, "sft": {}},
     "lm384_s1": {"student": {"lm_hidden": 384, "lm_intermediate": 1536, "lm_heads": 6}, "sft": {"seed": 1}},
+    "lm384_nocot": {"student": {"lm_hidden": 384, "lm_intermediate": 1536, "lm_heads": 6}, "sft": {"reasoning": False}},
 }
 
 
