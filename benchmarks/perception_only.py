@@ -19,28 +19,19 @@ from pathlib import Path
 
 
 def name_families(folder: Path, synth: Path, batch: int = 16) -> dict:
-    import torch
     from PIL import Image
 
-    from qponder import prompts
     from qponder.data.records import load_records
     from qponder.eval.reasoning import named_family
-    from qponder.score import Scorer, build_messages
+    from qponder.score import Scorer
 
     s = Scorer.from_pretrained(folder, max_new_tokens=24)
     recs = load_records(synth / "metas" / "test.json")[::4]
-    text = s.processor.apply_chat_template(build_messages(prompts.load("student_perceive")),
-                                           add_generation_prompt=True, tokenize=False)
     named, answers = collections.defaultdict(collections.Counter), collections.Counter()
     for i in range(0, len(recs), batch):
         part = recs[i:i + batch]
-        inputs = s.processor(images=[Image.open(synth / "images" / r.image).convert("RGB") for r in part],
-                             text=[text] * len(part), padding=True, return_tensors="pt")
-        with torch.inference_mode():
-            out = s.model.generate(**inputs, max_new_tokens=24, do_sample=False,
-                                   pad_token_id=s.processor.tokenizer.pad_token_id)
-        for r, t in zip(part, s.processor.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:],
-                                                                 skip_special_tokens=True)):
+        images = [Image.open(synth / "images" / r.image).convert("RGB") for r in part]
+        for r, (t, _, _) in zip(part, s.generate(images, prompt="student_perceive")):
             named[r.family][named_family(t) or "none"] += 1
             answers[t.strip()] += 1
     distorted = {f: c for f, c in named.items() if f != "none"}

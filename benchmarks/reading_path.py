@@ -22,6 +22,7 @@ the projector's tokens still carry it, the loss is in the language model's readi
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import time
@@ -32,6 +33,7 @@ import numpy as np
 SPLITS = {"train": 1, "test": 4, "test_xtype": 1, "test_compound": 1}
 
 
+@functools.cache
 def _bench(name: str):
     spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
     mod = importlib.util.module_from_spec(spec)

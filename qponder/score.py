@@ -79,15 +79,18 @@ class Scorer:
         return cls(model, processor, name=Path(str(path)).name or str(path), **kw)
 
     def generate(self, images: Sequence[Image.Image], think: bool = True, do_sample: bool = False,
-                 seed: int = 0) -> list[tuple[str, int, float | None]]:
-        """Raw completions (text, number of tokens, expected score) for a batch of images."""
+                 seed: int = 0, prompt: str | None = None) -> list[tuple[str, int, float | None]]:
+        """Raw completions (text, number of tokens, expected score) for a batch of images.
+
+        ``prompt`` names another template of ``qponder/prompts`` (e.g. ``student_perceive``) instead of the
+        scoring one that ``think`` picks."""
         import torch
         from transformers import LogitsProcessorList
 
         from qponder.models.expected import DigitLogits, expected_from_tokens
 
-        prompt = prompts.load("student" if think else "student_nothink")
-        text = self.processor.apply_chat_template(build_messages(prompt), add_generation_prompt=True, tokenize=False)
+        asked = prompts.load(prompt or ("student" if think else "student_nothink"))
+        text = self.processor.apply_chat_template(build_messages(asked), add_generation_prompt=True, tokenize=False)
         inputs = self.processor(images=list(images), text=[text] * len(images), padding=True, return_tensors="pt")
         inputs = inputs.to(self.model.device)
         tok = self.processor.tokenizer

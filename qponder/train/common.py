@@ -58,7 +58,7 @@ def optimizer_args(recipe) -> dict:
     """Trainer kwargs for the recipe's optimizer: the default, or ``TowerLR`` when the tower or the projector
     has its own lr."""
     vision_lr = None if recipe.freeze_vision else recipe.vision_learning_rate
-    projector_lr = getattr(recipe, "projector_learning_rate", None)
+    projector_lr = recipe.projector_learning_rate
     if vision_lr is None and projector_lr is None:
         return {}
     if recipe.lora:
