@@ -32,6 +32,7 @@ console = Console(stderr=True)
 class DemoRecipe:
     out: str = "runs/demo"
     preset: str = "default"  # student preset (qponder.models.build.PRESETS)
+    student: dict = field(default_factory=dict)  # StudentSpec fields over the preset (e.g. lm_hidden: 384)
     synth: dict = field(default_factory=dict)  # qponder.data.synth.SynthConfig fields (default: full build)
     # qponder.teachers.distill.DistillRecipe fields. check_family: qponder-synth has distortion labels, and
     # traces that name another family taught the student the teacher's misreadings (docs/results.md, stop 6)
@@ -47,7 +48,7 @@ class DemoRecipe:
     baselines: list[str] = field(default_factory=lambda: ["brisque", "niqe"])
     splits: list[str] = field(default_factory=lambda: list(SPLITS))
     test_stride: int = 4  # evaluate every Nth image of the `test` split (the cross-domain splits are smaller)
-    batch_size: int = 8
+    batch_size: int = 32  # images per generate call in `eval`: 26 % faster than 8 on 2 cores, same answers (docs)
     max_new_tokens: int = 256
 
 
@@ -126,7 +127,7 @@ def run_demo(recipe: DemoRecipe) -> dict:
     def do_student():
         from qponder.models.build import init_model
 
-        init_model(r.preset, run.path("student"))
+        init_model(r.preset, run.path("student"), **r.student)
 
     def do_distill():
         from qponder.teachers.distill import distill
@@ -185,11 +186,13 @@ def run_demo(recipe: DemoRecipe) -> dict:
 def check(r: DemoRecipe) -> None:
     """Every stage's overrides fit its recipe, before any stage spends minutes (a typo in `grpo` fails now)."""
     from qponder.data.synth import SynthConfig
+    from qponder.models.build import StudentSpec, get_preset
     from qponder.teachers.distill import DistillRecipe
     from qponder.train.grpo import GRPORecipe, reward_functions
     from qponder.train.sft import SFTRecipe
 
     _dataclass(SynthConfig, r.synth, "synth", out="x").resolved()
+    _dataclass(StudentSpec, r.student, "student")
     _dataclass(DistillRecipe, r.distill, "distill")
     _dataclass(SFTRecipe, r.sft_no_reasoning, "sft_no_reasoning")
     _dataclass(SFTRecipe, r.sft, "sft")
@@ -199,9 +202,10 @@ def check(r: DemoRecipe) -> None:
     from qponder.rewards import weights
 
     # stored typed, so the run's demo.yaml reads back as it ran (a --set "2e-05" would stay a string there)
-    for name, cls in (("synth", SynthConfig), ("distill", DistillRecipe), ("sft_no_reasoning", SFTRecipe),
-                      ("sft", SFTRecipe), ("grpo", GRPORecipe)):
+    for name, cls in (("synth", SynthConfig), ("student", StudentSpec), ("distill", DistillRecipe),
+                      ("sft_no_reasoning", SFTRecipe), ("sft", SFTRecipe), ("grpo", GRPORecipe)):
         setattr(r, name, typed(cls, getattr(r, name), f"demo recipe `{name}`"))
+    get_preset(r.preset, **r.student)  # an unknown preset fails now too
     # a preset's name is stored as its weights: the run must say what it trained with after a preset changes
     r.grpo["rewards"] = weights(g.rewards)
     from qponder.eval.baselines import create_baseline

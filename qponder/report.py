@@ -83,9 +83,23 @@ def collect(run_dir: Path) -> dict:
     models = {m: {s: models[m][s] for s in _order(models[m], SPLITS)} for m in _order(models, MODELS)}
     stages = _read_json(run_dir / "stages.json") if (run_dir / "stages.json").is_file() else {}
     stages = {k: {"seconds": v.get("seconds")} for k, v in stages.items() if isinstance(v, dict)}
-    return {"run": str(run_dir), "models": models, "stages": stages,
+    return {"run": str(run_dir), "student": _student(run_dir), "models": models, "stages": stages,
             "total_seconds": round(sum(v["seconds"] or 0 for v in stages.values()), 1),
             "model_dirs": {m: str(run_dir / m) for m in ("ci", "qponder") if (run_dir / m).is_dir()}}
+
+
+def _student(run_dir: Path) -> str | None:
+    """One line on the student the run trained (its card from ``qponder model init``); None if it has none."""
+    path = run_dir / "student" / "qponder_student.json"
+    card = _read_json(path) if path.is_file() else None
+    if not isinstance(card, dict) or not isinstance(card.get("spec"), dict):
+        return None
+    spec = card["spec"]
+    lm = ("SmolLM2-135M" if spec.get("lm") == "smollm2" else
+          f"random Llama {spec.get('lm_layers')} layers x {spec.get('lm_hidden')} wide, {spec.get('lm_heads')} heads, "
+          f"MLP {spec.get('lm_intermediate')}")
+    return (f"preset `{card.get('preset')}`: {lm}; {card.get('image_tokens')} image tokens; "
+            f"{(card.get('parameters') or 0) / 1e6:.1f} M parameters")
 
 
 def _get(models: dict, model: str, split: str, key: str):
@@ -259,7 +273,10 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def render(summary: dict, examples: list[str]) -> str:
     models = summary["models"]
     splits = _order({s for m in models.values() for s in m}, SPLITS)
-    md = ["# Q-Ponder run report\n", f"Run folder: `{summary['run']}`\n", "## Agreement with MOS\n"]
+    md = ["# Q-Ponder run report\n", f"Run folder: `{summary['run']}`\n"]
+    if summary.get("student"):
+        md += [f"Student: {summary['student']}\n"]
+    md += ["## Agreement with MOS\n"]
     md += _table(["model"] + [f"{s} {k}" for s in splits for k in ("SRCC", "PLCC", "KRCC")],
                  [[_name(m)] + [_fmt(_get(models, m, s, k)) for s in splits for k in ("srcc", "plcc", "krcc")]
                   for m in models])
@@ -374,7 +391,9 @@ def compare_runs(run_dirs, out) -> Path:
     rows += [["**total time (min)**"] + sum(([_fmt((s.get("total_seconds") or 0) / 60, 1), "", ""]
                                              for s in runs.values()), []),
              ["**bars passed**"] + sum(([f"{bars(s)}/{len(s.get('bars', []))}", "", ""] for s in runs.values()), [])]
-    md = ["# Q-Ponder run comparison (SRCC)\n"] + [f"- `{k}`: {s.get('run', '')}" for k, s in runs.items()] + [""]
+    md = ["# Q-Ponder run comparison (SRCC)\n"]
+    md += [f"- `{k}`: {s.get('run', '')}" + (f" (student: {s['student']})" if s.get("student") else "")
+           for k, s in runs.items()] + [""]
     md += _table(["model"] + [f"{k} {sp}" for k in runs for sp in SPLITS], rows)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

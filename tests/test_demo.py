@@ -13,7 +13,7 @@ from qponder.rewards import PRESETS
 from tests.test_cli import qponder
 
 TINY = dict(
-    preset="tiny", test_stride=1, max_new_tokens=24, batch_size=8,
+    preset="tiny", student={"lm_intermediate": 96}, test_stride=1, max_new_tokens=24, batch_size=8,
     synth={"n_refs": 10, "per_ref": 3, "per_ref_xtype": 1, "per_ref_compound": 1, "workers": 1, "seed": 1},
     distill={"calibrate_max": 50, "tolerance": 1.0},
     sft_no_reasoning={"max_steps": 3, "report_to": "none", "save_steps": 1000},
@@ -36,6 +36,10 @@ def test_demo_runs_every_stage_writes_the_report_and_resumes(tmp_path):
     assert summary["model_dirs"]["ci"].endswith("ci") and summary["model_dirs"]["qponder"].endswith("qponder")
     assert set(summary["stages"]) >= set(STAGES) - {"report"}
     assert (run / "qponder" / "model.safetensors").exists() and (run / "judge" / "judge.json").exists()
+    # the recipe's `student` section is built over the preset, and every stage trains that student
+    for stage in ("student", "ci", "qponder"):
+        text_config = json.loads((run / stage / "config.json").read_text())["text_config"]
+        assert text_config["intermediate_size"] == 96 and text_config["hidden_size"] == 64, stage
     assert "Q-Ponder" in (run / "report.md").read_text()
     # the run records its recipe, a reward preset as its weights (a preset's meaning may change between versions)
     recorded = DemoRecipe(out=str(run), **{**TINY, "grpo": {**TINY["grpo"], "rewards": PRESETS["qponder"]}})
@@ -61,6 +65,27 @@ def test_demo_recipe_errors_name_the_stage(tmp_path):
     res = qponder("demo", "--config", bad)
     assert res.returncode == 2 and "max_stepz" in res.stderr + res.stdout and "`sft`" in res.stderr + res.stdout
     assert "Traceback" not in res.stderr and not (tmp_path / "r" / "synth").exists()  # failed before any work
+
+
+def test_wide_demo_recipe_differs_only_in_its_student(tmp_path):
+    from qponder.demo import check
+
+    wide = build(DemoRecipe, "recipes/demo_wide.yaml")
+    assert wide.student["lm_hidden"] == 384 and wide.out == "runs/demo_wide"
+    assert {**vars(wide), "out": None, "student": {}} == {**vars(DemoRecipe()), "out": None}
+    check(wide)
+
+
+def test_demo_recipe_student_section_is_checked(tmp_path):
+    from qponder.demo import check
+
+    with pytest.raises(QPonderError, match="lm_hiden.*under `student`"):
+        check(DemoRecipe(out=str(tmp_path), preset="tiny", student={"lm_hiden": 96}))
+    r = DemoRecipe(out=str(tmp_path), preset="tiny", student={"lm_hidden": "96"})  # as a --set string arrives
+    check(r)
+    assert r.student == {"lm_hidden": 96}
+    with pytest.raises(QPonderError, match="unknown preset 'huge'"):
+        check(DemoRecipe(out=str(tmp_path), preset="huge"))
 
 
 def test_full_recipe_sections_keep_their_types():

@@ -33,7 +33,7 @@ def _text(model, fam, score):
     return f"<think>{model} sees {fam} here.</think><answer>{score:.2f}</answer>"
 
 
-def make_run(root: Path, grpo: bool = True, seconds: float = 60.0) -> Path:
+def make_run(root: Path, grpo: bool = True, seconds: float = 60.0, student: bool = True) -> Path:
     run = root
     imgs = run / "synth" / "images"
     imgs.mkdir(parents=True)
@@ -65,6 +65,11 @@ def make_run(root: Path, grpo: bool = True, seconds: float = 60.0) -> Path:
                                                  "eval": {"seconds": 30.0}}))
     for m in ("ci", "qponder"):
         (run / m).mkdir()
+    if student:  # the card `qponder model init` writes
+        (run / "student").mkdir()
+        spec = {"lm": "random", "lm_layers": 4, "lm_hidden": 384, "lm_intermediate": 1536, "lm_heads": 6}
+        (run / "student" / "qponder_student.json").write_text(json.dumps(
+            {"preset": "default", "spec": spec, "parameters": 18561024, "image_tokens": 64}))
     if grpo:
         log = [{"step": s, "reward": 0.5 + 0.1 * s, "reward_std": 0.1, "kl": 0.01 * s, "loss": 0.0,
                 "rewards/score/mean": 0.3 + 0.05 * s, "rewards/format/mean": 0.2 + 0.05 * s,
@@ -83,6 +88,8 @@ def test_report_tables(report):
     run, _ = report
     md = (run / "report.md").read_text()
     assert str(run) in md
+    assert ("Student: preset `default`: random Llama 4 layers x 384 wide, 6 heads, MLP 1536; 64 image tokens; "
+            "18.6 M parameters") in md
     assert "| Q-Ponder | 0.912 | 0.900 | 0.750 | 0.800 | 0.790 | 0.600 |" in md
     assert "| BRISQUE | 0.412 | 0.450 | 0.300 | 0.350 | 0.360 | 0.250 |" in md
     assert "| teacher (attribute) | 0.700 | 0.710 | 0.520 | – | – | – |" in md
@@ -191,11 +198,12 @@ def test_no_grpo_log_skips_curves(tmp_path):
 
 def test_compare_runs(report, tmp_path):
     run_a, _ = report
-    run_b = make_run(tmp_path / "runB", grpo=False, seconds=600.0)  # no summary.json yet: built on the fly
+    run_b = make_run(tmp_path / "runB", grpo=False, seconds=600.0, student=False)  # no summary.json yet: built now
     path = compare_runs([run_a, run_b], tmp_path / "cmp")
     md = path.read_text()
     assert path == tmp_path / "cmp" / "compare.md" and (run_b / "summary.json").is_file()
     assert "runA test" in md and "runB test_xtype" in md
+    assert "384 wide" in md.split("\n- `runB`")[0] and "student:" not in md.split("\n- `runB`")[1].split("\n")[0]
     assert "| Q-Ponder | 0.912 | 0.800 | – | 0.912 | 0.800 | – |" in md
     assert "| Q-Ponder-CI, expected score | 0.875 | – | – | 0.875 | – | – |" in md
     assert "| Q-Ponder, expected score |" not in md  # only models that have one
