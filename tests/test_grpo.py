@@ -59,6 +59,19 @@ def test_a_few_grpo_steps_change_the_weights(tmp_path):
     assert logs and all(f"rewards/{n}/mean" in logs[0] for n in ("format", "accuracy_continuous", "consistency", "format_lenient"))
     assert any(h["rewards/format_lenient/mean"] > 0 for h in logs)
 
+    # a finished run resumed (the demo killed after training, before its stage marker) trains no step past
+    # max_steps (transformers 5.24 would add one) and keeps its weights and log
+    train(GRPORecipe(model=str(ci), data=str(tmp_path / "metas" / "train.json"),
+                     out=str(tmp_path / "grpo"), max_steps=3, per_device_train_batch_size=4, num_generations=4,
+                     max_completion_length=12, learning_rate=1e-3, beta=0.0, temperature=1.5, logging_steps=1,
+                     save_steps=3, report_to="none",
+                     rewards={"format": 0.5, "accuracy_continuous": 1.0, "consistency": 0.25, "degradation": 0.5}),
+          resume=True)
+    again = load_file(out / "model.safetensors")
+    assert all(torch.equal(after[k], again[k]) for k in after)
+    assert [p.name for p in (out / "checkpoints").glob("checkpoint-*")] == ["checkpoint-3"]
+    assert [h for h in json.loads((out / "trainer_state.json").read_text()) if "reward" in h] == logs
+
 
 def test_extra_args_may_not_repeat_a_recipe_setting():
     check_extra_args(GRPORecipe(extra_args={"min_p": 0.05, "scale_rewards": "batch"}))  # GRPOConfig-only: fine

@@ -99,6 +99,39 @@ def test_lora_and_resume(setup, tmp_path):
     assert steps == [2, 4, 6]  # the resumed run continued from step 4 instead of starting over
 
 
+def test_resume_continues_from_the_checkpoint_weights(setup, tmp_path):
+    # transformers' own resume skips every weight of a VLM checkpoint (saved under its original key names) and
+    # trains on from the starting model: the resumed run must instead match the uninterrupted one
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "full"
+    base = dict(model=str(setup / "tiny"), data=str(setup / "distilled.jsonl"), out=str(out), max_steps=4,
+                per_device_train_batch_size=4, learning_rate=3e-3, logging_steps=2, save_steps=2, report_to="none")
+    train(SFTRecipe(**base))
+    whole = load_file(out / "model.safetensors")
+    shutil.rmtree(out / "checkpoints" / "checkpoint-4")  # as if killed between steps 2 and 4
+    train(SFTRecipe(**base), resume=True)
+    resumed = load_file(out / "model.safetensors")
+    start = load_file(setup / "tiny" / "model.safetensors")
+    name = "language_model.model.embed_tokens.weight"
+    assert not torch.allclose(whole[name], start[name])
+    for k in whole:
+        torch.testing.assert_close(resumed[k], whole[k], atol=1e-5, rtol=1e-4, msg=k)
+    # resuming a finished run trains nothing more and keeps its log
+    def steps():
+        return [h for h in json.loads((out / "trainer_state.json").read_text()) if "loss" in h]
+
+    log = steps()
+    train(SFTRecipe(**base), resume=True)
+    again = load_file(out / "model.safetensors")
+    assert all(torch.equal(again[k], resumed[k]) for k in resumed)
+    assert steps() == log and [h["step"] for h in log] == [2, 4]
+    assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+
+
 def test_direct_answers_add_an_answer_only_turn_per_image(setup):
     from qponder import prompts
 

@@ -106,6 +106,37 @@ def _zero3(trainer) -> bool:
     return bool(trainer.is_deepspeed_enabled and plugin and plugin.zero_stage == 3)
 
 
+def load_checkpoint_weights(trainer) -> None:
+    """Make ``trainer`` resume full-weight checkpoints through ``from_pretrained``.
+
+    ``save_pretrained`` writes a VLM's weights under the original checkpoint names (``language_model.model.*``,
+    DINOv2's ``attention.attention.query``), while transformers 5.24's ``Trainer._load_from_checkpoint`` feeds
+    those raw names to ``load_state_dict(strict=False)``: no key matches, every weight is skipped with a warning,
+    and the resumed run goes on from the step count and optimizer state of the checkpoint but the weights it
+    started from (huggingface/transformers#48805). ``from_pretrained`` applies the name conversion.
+    Adapter (PEFT) checkpoints keep the trainer's own loader, which reads them correctly; DeepSpeed and FSDP
+    resume through their own code and never call this.
+    """
+    own = trainer._load_from_checkpoint
+
+    def load(resume_from_checkpoint: str, model=None) -> None:
+        model = trainer.model if model is None else model
+        if hasattr(model, "peft_config") or not (Path(resume_from_checkpoint) / "config.json").is_file():
+            return own(resume_from_checkpoint, model)
+        saved = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
+        model.load_state_dict(saved.state_dict(), strict=True)  # strict: a name that does not match is an error
+
+    trainer._load_from_checkpoint = load
+
+
+def _finished(trainer, ckpt: str) -> bool:
+    """Whether a checkpoint holds the run's last step (DeepSpeed/FSDP resume through their own code: never)."""
+    if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled or trainer.args.max_steps <= 0:
+        return False
+    state = json.loads((Path(ckpt) / "trainer_state.json").read_text())
+    return state.get("global_step", 0) >= trainer.args.max_steps
+
+
 def run(trainer, recipe, processor, out: Path, resume: bool) -> Path:
     """Train (from the last checkpoint when resuming) and write one plain HF folder to ``out``.
 
@@ -118,7 +149,17 @@ def run(trainer, recipe, processor, out: Path, resume: bool) -> Path:
     main = trainer.is_world_process_zero()
     if main:
         dump(recipe, out / "recipe.yaml")
-    trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
+    load_checkpoint_weights(trainer)
+    ckpt = last_checkpoint(out) if resume else None
+    if ckpt and _finished(trainer, ckpt):
+        # every step was trained and the run stopped before writing its folder. Resumed there, transformers 5.24
+        # trains one step past max_steps (GRPO), so the checkpoint is taken as it is, with its log.
+        from transformers import TrainerState
+
+        trainer.state = TrainerState.load_from_json(str(Path(ckpt) / "trainer_state.json"))
+        trainer._load_from_checkpoint(ckpt)
+    else:
+        trainer.train(resume_from_checkpoint=ckpt)
     # ZeRO-3 leaves each rank a shard of every weight: gathering them is collective, so all ranks call it
     state = trainer.accelerator.get_state_dict(trainer.model_wrapped) if _zero3(trainer) else None
     if main:
