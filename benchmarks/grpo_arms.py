@@ -45,7 +45,6 @@ def main() -> None:
         res = {"run": str(a.run), "grpo_recipe": demo.grpo, "arms": {}}
 
     folders: dict[str, Path] = {}
-    seconds: dict[str, float] = {}
     for arm, over in arms.items():
         for seed in seeds:
             name = f"{arm}_s{seed}"
@@ -60,7 +59,8 @@ def main() -> None:
                 # the run's own judge, as in the demo (before stop 7 the arms read the packaged one)
                 recipe["reward_kwargs"] = grpo_reward_kwargs(recipe, a.run / "judge" / "judge.json")
                 train(GRPORecipe(**recipe))
-                seconds[name] = round(time.time() - t0, 1)
+                # kept beside the model: a later call with other seeds rewrites the arm's entry in the results
+                (model_dir / "arm_seconds.json").write_text(json.dumps(round(time.time() - t0, 1)))
     extra = {n: p for n, p in folders.items() if p != a.run / "qponder"}
     evaluate_all(Run(dataclasses.replace(demo, out=str(a.run))), a.run / "judge" / "judge.json", extra=extra)
 
@@ -75,8 +75,10 @@ def main() -> None:
         for seed in seeds:
             name = f"{arm}_s{seed}"
             m = summary("qponder" if folders[name] == a.run / "qponder" else name)
-            earlier = res["arms"].get(arm, {}).get("runs", {}).get(name, {})  # a rerun must not drop measured times
-            runs[name] = {"metrics": m, "seconds": seconds.get(name, earlier.get("seconds")),
+            timed = folders[name] / "arm_seconds.json"
+            earlier = res["arms"].get(arm, {}).get("runs", {}).get(name, {})  # runs timed before arm_seconds.json
+            took = json.loads(timed.read_text()) if timed.exists() else earlier.get("seconds")
+            runs[name] = {"metrics": m, "seconds": took,
                           "srcc_delta": {s: round(m[s]["srcc"] - ci[s]["srcc"], 4) for s in demo.splits},
                           "srcc_expected_delta": {s: _delta(m[s], ci[s], "srcc_expected") for s in demo.splits},
                           "family_acc_delta_test": round(m["test"]["family_acc"] - ci["test"]["family_acc"], 4)}

@@ -47,11 +47,12 @@ def test_a_few_grpo_steps_change_the_weights(tmp_path):
                        save_steps=1000, report_to="none"))
     before = load_file(ci / "model.safetensors")
     # the tiny CI is nearly deterministic: at T 0.8 (AMD, stop 8) every group agreed, so every advantage was 0
-    out = train(GRPORecipe(model=str(ci), data=str(tmp_path / "metas" / "train.json"),
-                           out=str(tmp_path / "grpo"), max_steps=3, per_device_train_batch_size=4, num_generations=4,
-                           max_completion_length=12, learning_rate=1e-3, beta=0.0, temperature=1.5, logging_steps=1, save_steps=3,
-                           report_to="none",
-                           rewards={"format": 0.5, "accuracy_continuous": 1.0, "consistency": 0.25, "degradation": 0.5}))
+    recipe = GRPORecipe(model=str(ci), data=str(tmp_path / "metas" / "train.json"),
+                        out=str(tmp_path / "grpo"), max_steps=3, per_device_train_batch_size=4, num_generations=4,
+                        max_completion_length=12, learning_rate=1e-3, beta=0.0, temperature=1.5, logging_steps=1, save_steps=3,
+                        report_to="none",
+                        rewards={"format": 0.5, "accuracy_continuous": 1.0, "consistency": 0.25, "degradation": 0.5})
+    out = train(recipe)
     after = load_file(out / "model.safetensors")
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed and not any("vision_tower" in k for k in changed)  # the frozen tower stays as it was
@@ -61,12 +62,7 @@ def test_a_few_grpo_steps_change_the_weights(tmp_path):
 
     # a finished run resumed (the demo killed after training, before its stage marker) trains no step past
     # max_steps (transformers 5.24 would add one) and keeps its weights and log
-    train(GRPORecipe(model=str(ci), data=str(tmp_path / "metas" / "train.json"),
-                     out=str(tmp_path / "grpo"), max_steps=3, per_device_train_batch_size=4, num_generations=4,
-                     max_completion_length=12, learning_rate=1e-3, beta=0.0, temperature=1.5, logging_steps=1,
-                     save_steps=3, report_to="none",
-                     rewards={"format": 0.5, "accuracy_continuous": 1.0, "consistency": 0.25, "degradation": 0.5}),
-          resume=True)
+    train(recipe, resume=True)
     again = load_file(out / "model.safetensors")
     assert all(torch.equal(after[k], again[k]) for k in after)
     assert [p.name for p in (out / "checkpoints").glob("checkpoint-*")] == ["checkpoint-3"]
