@@ -56,6 +56,9 @@ class Scorer:
     def __init__(self, model, processor, batch_size: int = 8, max_new_tokens: int = 256,
                  temperature: float = 1.0, name: str = "model"):
         self.model = model.eval()
+        from qponder.models.tower_cache import cache_frozen_tower
+
+        cache_frozen_tower(model)  # models with the same frozen tower share its features (qponder.models.tower_cache)
         self.processor = processor
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens

@@ -150,6 +150,11 @@ def run(trainer, recipe, processor, out: Path, resume: bool) -> Path:
     if main:
         dump(recipe, out / "recipe.yaml")
     load_checkpoint_weights(trainer)
+    from qponder.models.tower_cache import cache_frozen_tower
+
+    for model in (trainer.model, getattr(trainer, "ref_model", None)):
+        if model is not None:
+            cache_frozen_tower(model)  # a frozen tower's features are computed once per image, not once per use
     ckpt = last_checkpoint(out) if resume else None
     if ckpt and _finished(trainer, ckpt):
         # every step was trained and the run stopped before writing its folder. Resumed there, transformers 5.24
