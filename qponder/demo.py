@@ -31,7 +31,7 @@ console = Console(stderr=True)
 @dataclass
 class DemoRecipe:
     out: str = "runs/demo"
-    preset: str = "default"  # student preset (qponder.models.build.PRESETS)
+    preset: str = "wide"  # student preset (qponder.models.build.PRESETS): the 384-wide LM
     student: dict = field(default_factory=dict)  # StudentSpec fields over the preset (e.g. lm_hidden: 384)
     synth: dict = field(default_factory=dict)  # qponder.data.synth.SynthConfig fields (default: full build)
     # qponder.teachers.distill.DistillRecipe fields. check_family: qponder-synth has distortion labels, and

@@ -67,13 +67,18 @@ def test_demo_recipe_errors_name_the_stage(tmp_path):
     assert "Traceback" not in res.stderr and not (tmp_path / "r" / "synth").exists()  # failed before any work
 
 
-def test_wide_demo_recipe_differs_only_in_its_student(tmp_path):
+def test_small_demo_recipe_differs_only_in_its_student(tmp_path):
     from qponder.demo import check
+    from qponder.models.build import get_preset
 
-    wide = build(DemoRecipe, "recipes/demo_wide.yaml")
-    assert wide.student["lm_hidden"] == 384 and wide.out == "runs/demo_wide"
-    assert {**vars(wide), "out": None, "student": {}} == {**vars(DemoRecipe()), "out": None}
-    check(wide)
+    small = build(DemoRecipe, "recipes/demo_small.yaml")
+    assert small.preset == "default" and small.out == "runs/demo_small"
+    assert {**vars(small), "out": None, "preset": None} == {**vars(DemoRecipe()), "out": None, "preset": None}
+    check(small)
+    wide, narrow = get_preset(DemoRecipe().preset), get_preset("default")
+    assert (wide.lm_hidden, narrow.lm_hidden) == (384, 256)
+    assert {**vars(wide), "lm_hidden": 0, "lm_intermediate": 0, "lm_heads": 0} == \
+        {**vars(narrow), "lm_hidden": 0, "lm_intermediate": 0, "lm_heads": 0}  # the same student otherwise
 
 
 def test_demo_recipe_student_section_is_checked(tmp_path):

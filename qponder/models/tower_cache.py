@@ -163,14 +163,16 @@ def cache_frozen_tower(model, cache: FeatureCache | None = None) -> bool:
         weights = fingerprint()
         keys = [(weights, _digest(img)) for img in pixel_values]
         found = [cache.get(k) for k in keys]
-        todo = [i for i, f in enumerate(found) if f is None]
+        todo = {keys[i]: i for i, f in enumerate(found) if f is None}  # GRPO repeats each image once per rollout
         if todo:
             cache.misses += len(todo)
             with torch.no_grad():
-                out = original(pixel_values[todo], output_hidden_states=True, return_dict=True)
-            for j, i in enumerate(todo):
-                found[i] = tuple(out.hidden_states[layer][j].clone() for layer in layers)
-                cache.put(keys[i], found[i])
+                out = original(pixel_values[list(todo.values())], output_hidden_states=True, return_dict=True)
+            computed = {key: tuple(out.hidden_states[layer][j].clone() for layer in layers)
+                        for j, key in enumerate(todo)}
+            for key, value in computed.items():
+                cache.put(key, value)
+            found = [computed[k] if f is None else f for k, f in zip(keys, found)]
         states: list = [None] * n_states
         for k, layer in enumerate(layers):
             states[layer] = torch.stack([f[k] for f in found])
