@@ -1,9 +1,12 @@
-"""Training and inference speed of the default student on this machine, in one run.
+"""Training and inference speed of the demo's student on this machine, in one run.
 
 Measures (1) fp32 matmul FLOP/s, (2) SFT samples/s and tokens/s, (3) GRPO step time split into
 generation / reward / log-probs / update, (4) the share of the matmul peak that SFT reaches, and
 (5) Scorer images/s with and without reasoning. Writes ``benchmarks/results/speed.json`` and prints a
 markdown table. Artefacts (quick synth, student, distilled traces) are built once under --work and reused.
+SFT and GRPO run as the pipeline runs them, with the frozen tower's features cached per image
+(``qponder.models.tower_cache``): the FLOP count includes the tower only for the images it really computed. The
+Scorer is timed on images it has not seen (cache off), as a user scoring new photos meets it.
 
     .venv/bin/python benchmarks/speed.py                  # full run (~10 min on 2 cores)
     .venv/bin/python benchmarks/speed.py --quick          # smoke test: few steps, few images
@@ -20,6 +23,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from qponder.demo import DemoRecipe
 
 QPONDER = str(Path(sys.executable).with_name("qponder"))
 WARMUP = 3  # steps / batches excluded from every timing: first calls pay allocation and lazy-init costs
@@ -42,10 +47,10 @@ def matmul_flops(sizes: list[int], repeats: int) -> dict:
     return out
 
 
-def build(work: Path) -> dict:
-    """Quick synth, default student and distilled traces, each skipped when already there."""
+def build(work: Path, preset: str) -> dict:
+    """Quick synth, the student and distilled traces, each skipped when already there."""
     steps = [(work / "synth/metas/train.json", ["data", "build", "--quick", "--out", work / "synth"]),
-             (work / "student/config.json", ["model", "init", "--preset", "default", "--out", work / "student"]),
+             (work / "student/config.json", ["model", "init", "--preset", preset, "--out", work / "student"]),
              (work / "distill.jsonl", ["distill", "--config", "recipes/distill.yaml", "--data",
                                        work / "synth/metas/train.json", "--out", work / "distill.jsonl"])]
     seconds = {}
@@ -98,6 +103,7 @@ def param_counts(model) -> dict:
 
 
 def bench_sft(work: Path, steps: int) -> dict:
+    from qponder.models.tower_cache import shared_cache
     from qponder.train.sft import SFTRecipe, train
 
     state: dict = {}
@@ -116,7 +122,9 @@ def bench_sft(work: Path, steps: int) -> dict:
             return b
 
         trainer.data_collator = counting
-        state["ends"] = step_clock(trainer)
+        cache = shared_cache()
+        misses = state["misses"] = []
+        state["ends"] = step_clock(trainer, then=lambda t: misses.append(cache.misses if cache else None))
         state["params"] = param_counts(trainer.model)
 
     hook_trainer(hook)
@@ -126,6 +134,10 @@ def bench_sft(work: Path, steps: int) -> dict:
     gaps = [b - a for a, b in zip(state["ends"][WARMUP - 1:], state["ends"][WARMUP:])]
     per = {k: statistics.fmean(b[k] for b in state["batches"]) for k in state["batches"][0]}
     sec = statistics.fmean(gaps)
+    timed_samples = per["samples"] * len(gaps)
+    m = state["misses"]
+    # tower runs per sample in the timed steps: 1 without the cache, less once images come round again
+    tower = 1.0 if m[0] is None else (m[-1] - m[WARMUP - 1]) / timed_samples
     return {"steps_timed": len(gaps), "batch": SFTRecipe.per_device_train_batch_size,
             "mean_samples_per_batch": round(per["samples"], 2), "seconds_per_step": round(sec, 3),
             "fastest_step_seconds": round(min(gaps), 3),  # the least disturbed step, when the machine is shared
@@ -133,18 +145,21 @@ def bench_sft(work: Path, steps: int) -> dict:
             "loss_tokens_per_second": round(per["loss_tokens"] / sec), "mean_tokens_per_sample": round(per["tokens"] / per["samples"], 1),
             "token_count": "collated batches: attention_mask sum (prompt + 64 image tokens + target), averaged over all batches",
             "params": state["params"], "vision_patches_per_image": per["patches"],
+            "tower_runs_per_sample": round(tower, 3),
             "image_tokens_per_sample": per["image_tokens"] / per["samples"], "wall_seconds": round(time.time() - t, 1)}
 
 
 def flop_share(sft: dict, peak_gflops: float) -> dict:
     """Model FLOP/s of SFT over the matmul peak: trained parts cost 6 N per token (fwd + bwd), the frozen
-    vision tower 2 N per patch (forward only: no trainable parameter sits before it). Attention scores ignored."""
+    vision tower 2 N per patch (forward only: no trainable parameter sits before it), counted for the images it
+    computed rather than read from the cache. Attention scores ignored."""
     p, sps = sft["params"], sft["samples_per_second"]
     per_sample = (6 * p["lm_matmul"] * sft["mean_tokens_per_sample"] + 6 * p["projector"] * sft["image_tokens_per_sample"]
-                  + 2 * p["vision_frozen"] * sft["vision_patches_per_image"])
+                  + 2 * p["vision_frozen"] * sft["vision_patches_per_image"] * sft["tower_runs_per_sample"])
     achieved = per_sample * sps / 1e9
-    return {"formula": "(6*N_lm*T_lm + 6*N_proj*T_img + 2*N_vision*P) * samples/s / matmul peak; N_lm = LM without "
-                       "input embeddings + lm_head, T_lm = tokens/sample, T_img = image tokens/sample, P = patches/image",
+    return {"formula": "(6*N_lm*T_lm + 6*N_proj*T_img + 2*N_vision*P*R) * samples/s / matmul peak; N_lm = LM without "
+                       "input embeddings + lm_head, T_lm = tokens/sample, T_img = image tokens/sample, P = patches/image, "
+                       "R = tower runs per sample (the rest read from the cache)",
             "gflop_per_sample": round(per_sample / 1e9, 2), "achieved_gflops": round(achieved, 1),
             "peak_gflops": peak_gflops, "share_of_peak": round(achieved / peak_gflops, 3)}
 
@@ -175,6 +190,10 @@ def bench_grpo(work: Path, model: str, steps: int) -> dict:
         timed(trainer, "_generate_and_score_completions", "prepare")
         step_clock(trainer, then=lambda t: snaps.append((t, dict(parts))))
 
+    from qponder.models.tower_cache import shared_cache
+
+    cache = shared_cache()
+    before = (cache.hits, cache.misses) if cache else None
     hook_trainer(hook)
     recipe = GRPORecipe(model=model, data=str(work / "synth/metas/train.json"), out=str(work / "grpo"),
                         max_steps=steps + 1, per_device_train_batch_size=8, num_generations=8,
@@ -193,6 +212,7 @@ def bench_grpo(work: Path, model: str, steps: int) -> dict:
             "share": {k: round(v / mean["step"], 3) for k, v in mean.items()},
             "mean_completion_tokens": round(toks / recipe.per_device_train_batch_size, 1),
             "generated_tokens_per_second": round(toks / mean["generate"], 1),
+            "tower_cache": None if cache is None else {"hits": cache.hits - before[0], "misses": cache.misses - before[1]},
             "update": "step gap minus _generate_and_score_completions: forward/backward/optimizer + batch fetch",
             "logps_other": "_generate_and_score_completions minus generation and rewards: old/ref log-probs, padding"}
 
@@ -205,7 +225,12 @@ def bench_scorer(work: Path, model: str, n: int, batch: int) -> dict:
     meta = work / "synth/metas/test.json"
     recs = read_meta(meta)[:n]
     files = [r.path(default_image_root(meta, recs)) for r in recs]
-    scorer = Scorer.from_pretrained(model, batch_size=batch, max_new_tokens=256)
+    old = os.environ.get("QPONDER_TOWER_CACHE_MB")
+    os.environ["QPONDER_TOWER_CACHE_MB"] = "0"  # timed on unseen images: no feature from the warm-up or the other pass
+    try:
+        scorer = Scorer.from_pretrained(model, batch_size=batch, max_new_tokens=256)
+    finally:
+        os.environ.pop("QPONDER_TOWER_CACHE_MB") if old is None else os.environ.__setitem__("QPONDER_TOWER_CACHE_MB", old)
     out = {}
     for think in (True, False):
         scorer.score(files[:batch], think=think)  # warm-up batch
@@ -226,7 +251,8 @@ def table(r: dict) -> str:
     rows = [("fp32 matmul", f"{big['best_gflops']} GFLOP/s best, {big['median_gflops']} median "
                             f"(n={max(mm, key=int)}, {r['threads']} threads)"),
             ("SFT", f"{s['samples_per_second']} samples/s, {s['tokens_per_second']} tokens/s "
-                    f"({s['seconds_per_step']} s/step, fastest {s['fastest_step_seconds']}, batch {s['batch']}, {s['steps_timed']} steps)"),
+                    f"({s['seconds_per_step']} s/step, fastest {s['fastest_step_seconds']}, batch {s['batch']}, {s['steps_timed']} steps; "
+                    f"tower run for {s.get('tower_runs_per_sample', 1.0):.0%} of samples, the rest cached)"),
             ("SFT share of matmul peak", f"{f['share_of_peak']:.0%} ({f['achieved_gflops']} of {f['peak_gflops']} GFLOP/s, "
                                          f"{f['gflop_per_sample']} GFLOP/sample)"),
             ("GRPO step", f"{gs['step']} s = generate {gs['generate']} + reward {gs['reward']} + log-probs "
@@ -240,7 +266,9 @@ def table(r: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/qponder-speed"))
+    ap.add_argument("--work", type=Path, help="where the quick synth, student and traces are built (default: "
+                    "/tmp/qponder-speed-PRESET)")
+    ap.add_argument("--preset", default=DemoRecipe.preset, help="student preset (default: the demo's, %(default)s)")
     ap.add_argument("--sft-steps", type=int, default=20, help="timed SFT steps (plus %d warm-up)" % WARMUP)
     ap.add_argument("--grpo-steps", type=int, default=5, help="timed GRPO steps (plus 1 warm-up)")
     ap.add_argument("--images", type=int, default=32, help="test images for the Scorer")
@@ -251,6 +279,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke test: 4 SFT, 2 GRPO steps, 8 images")
     ap.add_argument("--out", type=Path, help="default: benchmarks/results/speed.json (--quick: WORK/speed-quick.json)")
     a = ap.parse_args()
+    a.work = a.work or Path(f"/tmp/qponder-speed-{a.preset}")
     if a.quick:
         a.sft_steps, a.grpo_steps, a.images = 4, 2, 8
     a.out = a.out or (a.work / "speed-quick.json" if a.quick else Path("benchmarks/results/speed.json"))
@@ -265,7 +294,8 @@ def main() -> None:
          "loadavg_at_start": [round(x, 2) for x in os.getloadavg()], "quick": a.quick}
     r["matmul"] = matmul_flops([1024] if a.quick else [1024, 2048], 3 if a.quick else 5)
     print("matmul", r["matmul"], flush=True)
-    r["build_seconds"] = build(a.work)
+    r["preset"] = a.preset
+    r["build_seconds"] = build(a.work, a.preset)
     r["sft"] = bench_sft(a.work, a.sft_steps)
     print("sft", r["sft"], flush=True)
     peak = max(v["best_gflops"] for v in r["matmul"].values())
