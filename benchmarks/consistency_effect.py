@@ -1,0 +1,91 @@
+"""Does the consistency term change the consistency rate? Every paired GRPO run of stops 5-11, pooled.
+
+Each stop's ``grpo_arms`` results hold GRPO runs from one Q-Ponder-CI with the same recipe and seed, with and
+without the consistency term. One stop has 3-5 such pairs, too few to tell a small effect from the seed. This
+script pools the pairs of all stops (21 at the recommended weight 0.25, 3 more at weight 1.0) and tests the
+paired differences with scipy: the greedy consistency rate on each held-out split, the written answer's SRCC,
+and the family accuracy. It trains nothing; it reads ``benchmarks/results/grpo_arms_*.json``.
+
+    .venv/bin/python benchmarks/consistency_effect.py     # -> benchmarks/results/consistency_effect.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from scipy import stats
+
+RESULTS = Path(__file__).parent / "results"
+SPLITS = ("test", "test_xtype", "test_compound")
+
+# (results file, arm with the term, arm without it, seeds, weight of the term, what else differs from the demo)
+PAIRS = [
+    ("grpo_arms_stop5.json", "qponder", "accuracy", [0, 1, 2], 0.25, "stop 5's CI, 2 images x 8 rollouts"),
+    ("grpo_arms_stop6.json", "qponder", "accuracy", [0, 1, 2], 0.25, "stop 6's CI, 2 images x 8 rollouts"),
+    ("grpo_arms_stop8.json", "qponder", "accuracy_g4", [0, 1, 2], 0.25, "stop 8's CI"),
+    ("grpo_arms_stop8.json", "qponder_norank", "accuracy_g4", [3, 4], 0.25, "stop 8's CI"),
+    ("grpo_arms_stop8.json", "qponder_rank_g4", "acc_rank_g4", [0, 1, 2], 0.25, "stop 8's CI, ranking 0.5 in both"),
+    ("grpo_arms_stop9.json", "qponder_lr5e5", "accuracy_lr5e5", [0, 1, 2], 0.25, "stop 8's CI, lr 5e-5"),
+    ("grpo_arms_stop11.json", "qponder", "accuracy", [0, 1, 2, 3], 0.25, "the 384-wide CI (the demo's since stop 12)"),
+    ("grpo_arms_stop5.json", "consistency1", "accuracy", [0, 1, 2], 1.0, "stop 5's CI, 2 images x 8 rollouts"),
+]
+
+
+def pairs(results: Path) -> list[dict]:
+    rows = []
+    for file, with_term, without, seeds, weight, note in PAIRS:
+        arms = json.loads((results / file).read_text())["arms"]
+        for seed in seeds:
+            a = arms[with_term]["runs"][f"{with_term}_s{seed}"]["metrics"]
+            b = arms[without]["runs"][f"{without}_s{seed}"]["metrics"]
+            row = {"file": file, "with": f"{with_term}_s{seed}", "without": f"{without}_s{seed}", "weight": weight,
+                   "setting": note}
+            for s in SPLITS:
+                row[f"consistency_{s}"] = a[s]["consistency_rate"] - b[s]["consistency_rate"]
+                row[f"srcc_{s}"] = a[s]["srcc"] - b[s]["srcc"]
+            row["family_acc_test"] = a["test"]["family_acc"] - b["test"]["family_acc"]
+            row["consistency_min"] = (min(a[s]["consistency_rate"] for s in SPLITS),
+                                      min(b[s]["consistency_rate"] for s in SPLITS))
+            rows.append(row)
+    return rows
+
+
+def test(diffs: list[float]) -> dict:
+    """Paired differences (with the term minus without): mean, sd, how many are positive, t-test and Wilcoxon."""
+    t = stats.ttest_1samp(diffs, 0.0)
+    w = stats.wilcoxon(diffs) if any(diffs) else None
+    return {"n": len(diffs), "mean": round(statistics.fmean(diffs), 4), "sd": round(statistics.stdev(diffs), 4),
+            "positive": sum(d > 0 for d in diffs), "negative": sum(d < 0 for d in diffs),
+            "t_p": round(float(t.pvalue), 4), "wilcoxon_p": None if w is None else round(float(w.pvalue), 4)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=RESULTS / "consistency_effect.json")
+    a = ap.parse_args()
+    rows = pairs(a.results)
+    out: dict = {"pairs": rows, "tests": {}}
+    for weight in sorted({r["weight"] for r in rows}):
+        group = [r for r in rows if r["weight"] == weight]
+        keys = [f"consistency_{s}" for s in SPLITS] + [f"srcc_{s}" for s in SPLITS] + ["family_acc_test"]
+        res = {k: test([r[k] for r in group]) for k in keys}
+        res["consistency_mean_of_splits"] = test([statistics.fmean(r[f"consistency_{s}"] for s in SPLITS) for r in group])
+        # the tail: the lowest rate a run reached on any split, with the term and without
+        res["lowest_rate_with_without"] = [round(min(r["consistency_min"][0] for r in group), 3),
+                                           round(min(r["consistency_min"][1] for r in group), 3)]
+        res["runs_below_0.8_with_without"] = [sum(r["consistency_min"][0] < 0.8 for r in group),
+                                              sum(r["consistency_min"][1] < 0.8 for r in group)]
+        out["tests"][str(weight)] = res
+    a.out.write_text(json.dumps(out, indent=1))
+    for weight, res in out["tests"].items():
+        print(f"consistency weight {weight}:")
+        for k, v in res.items():
+            print(f"  {k}: {v}")
+
+
+if __name__ == "__main__":
+    main()
