@@ -219,12 +219,13 @@ def check(r: DemoRecipe) -> None:
 
 def grpo_reward_kwargs(grpo: dict, judge: Path) -> dict:
     """A GRPO section's reward_kwargs, with the consistency reward reading the judge fitted on the run's own
-    traces unless the section names another (the stage-2 benchmarks start from a run and must match it)."""
+    traces unless the section names another (the stage-2 benchmarks start from a run and must match it); the
+    section's other consistency settings are kept."""
     from qponder.rewards import weights
 
     kw = dict(grpo.get("reward_kwargs", {}))
     if "consistency" in weights(grpo.get("rewards", "qponder")):
-        kw.setdefault("consistency", {"judge": str(judge)})
+        kw["consistency"] = {"judge": str(judge), **kw.get("consistency", {})}
     return kw
 
 

@@ -134,7 +134,8 @@ def _gauss(d: float, width: float) -> float:
     return math.exp(-d * d / (2 * width * width))
 
 
-def consistency(completions, mos, judge: str | None = None, width: float = 0.5, **_) -> list[float]:
+def consistency(completions, mos, judge: str | None = None, width: float = 0.5, gate: bool = True,
+                **_) -> list[float]:
     """Q-Ponder's reasoning-consistency reward: the reasoning alone must support the answer, and the answer the MOS.
 
     A judge (``qponder.judge``; the packaged text regressor by default) reads the ``<think>`` text with its
@@ -147,6 +148,10 @@ def consistency(completions, mos, judge: str | None = None, width: float = 0.5, 
     (accuracy_continuous 1.0, consistency 0.25, same width) a completion off by 0.35 or more (Q-Insight's "wrong")
     earns at most 1.25 * g(0.35) = 0.978 from the two terms, less than an exact answer's 1.0 whatever either
     reasoning says. No reasoning, or no parseable answer, earns 0.
+
+    ``gate=False`` drops the accuracy factor (consistency = g(|s_r - s|)): every consistent answer is paid, right
+    or wrong, so the term moves more of GRPO's ranking inside a group. The promise then rests on the weight
+    alone: with accuracy_continuous 1.0 it holds for a consistency weight below 1 - g(0.35) = 0.217.
     """
     from qponder.judge import load_judge
 
@@ -154,7 +159,11 @@ def consistency(completions, mos, judge: str | None = None, width: float = 0.5, 
     implied = load_judge(judge).implied([p.reasoning if p.ok else None for p in parsed])
     out = []
     for p, r, m in zip(parsed, implied, mos):
-        out.append(0.0 if p.score is None or r is None else _gauss(abs(p.score - m), width) * _gauss(abs(r - p.score), width))
+        if p.score is None or r is None:
+            out.append(0.0)
+            continue
+        agree = _gauss(abs(r - p.score), width)
+        out.append(_gauss(abs(p.score - m), width) * agree if gate else agree)
     return out
 
 

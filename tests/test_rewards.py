@@ -98,6 +98,22 @@ def test_consistency_exact_values(judge):
     assert got[0] > 0.99 and got[1] < 0.01 and got[2] < 0.01
 
 
+def test_ungated_consistency_pays_agreement_alone_and_keeps_the_promise_below_0217(judge):
+    mid = 3 - math.log(2)
+    agree = conv(f"<think>blur</think><answer>{mid:.2f}</answer>")
+    contradicts = conv("<think>blur</think><answer>4.80</answer>")
+    got = consistency([agree, agree, contradicts, UNPARSEABLE], mos=[round(mid, 2), 4.8, 4.8, 2.3], judge=judge,
+                      gate=False)
+    s = round(mid, 2)
+    assert got[0] == pytest.approx(g(abs(s - mid))) and got[1] == got[0]  # the MOS plays no part
+    assert got[2] == pytest.approx(g(4.8 - mid)) and got[3] == 0.0
+    # the weight is the guard: accuracy 1.0 + consistency w, a consistent answer off by 0.35 against an exact one
+    # that contradicts its reasoning
+    for w, holds in [(0.2, True), (0.25, False)]:
+        best_wrong, worst_right = g(0.35) + w * 1.0, 1.0 + w * 0.0
+        assert (best_wrong < worst_right) is holds
+
+
 def test_consistent_wrong_never_beats_right_under_the_recommended_weights(judge):
     # whatever the reasoning implies, an answer off by >= 0.35 earns less than an exact one from accuracy+consistency
     w = PRESETS["qponder"]
