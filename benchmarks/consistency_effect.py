@@ -1,10 +1,11 @@
-"""Does the consistency term change the consistency rate? Every paired GRPO run of stops 5-11, pooled.
+"""Does the consistency term change the consistency rate? Every paired GRPO run of stops 5-12, pooled.
 
 Each stop's ``grpo_arms`` results hold GRPO runs from one Q-Ponder-CI with the same recipe and seed, with and
 without the consistency term. One stop has 3-5 such pairs, too few to tell a small effect from the seed. This
-script pools the pairs of all stops (21 at the recommended weight 0.25, 3 more at weight 1.0) and tests the
-paired differences with scipy: the greedy consistency rate on each held-out split, the written answer's SRCC,
-and the family accuracy. It trains nothing; it reads ``benchmarks/results/grpo_arms_*.json``.
+script pools the pairs of all stops (21 at the recommended weight 0.25, 3 at weight 1.0, and stop 12's ungated
+term) and tests the paired differences with scipy: the greedy consistency rate on each held-out split, the
+written answer's SRCC, and the family accuracy. It trains nothing; it reads
+``benchmarks/results/grpo_arms_*.json``.
 
     .venv/bin/python benchmarks/consistency_effect.py     # -> benchmarks/results/consistency_effect.json
 """
@@ -21,27 +22,37 @@ from scipy import stats
 RESULTS = Path(__file__).parent / "results"
 SPLITS = ("test", "test_xtype", "test_compound")
 
-# (results file, arm with the term, arm without it, seeds, weight of the term, what else differs from the demo)
+# (file, arm with the term, file, arm without it, seeds, the term as used, what else differs from the demo)
+S11 = "grpo_arms_stop11.json"
 PAIRS = [
-    ("grpo_arms_stop5.json", "qponder", "accuracy", [0, 1, 2], 0.25, "stop 5's CI, 2 images x 8 rollouts"),
-    ("grpo_arms_stop6.json", "qponder", "accuracy", [0, 1, 2], 0.25, "stop 6's CI, 2 images x 8 rollouts"),
-    ("grpo_arms_stop8.json", "qponder", "accuracy_g4", [0, 1, 2], 0.25, "stop 8's CI"),
-    ("grpo_arms_stop8.json", "qponder_norank", "accuracy_g4", [3, 4], 0.25, "stop 8's CI"),
-    ("grpo_arms_stop8.json", "qponder_rank_g4", "acc_rank_g4", [0, 1, 2], 0.25, "stop 8's CI, ranking 0.5 in both"),
-    ("grpo_arms_stop9.json", "qponder_lr5e5", "accuracy_lr5e5", [0, 1, 2], 0.25, "stop 8's CI, lr 5e-5"),
-    ("grpo_arms_stop11.json", "qponder", "accuracy", [0, 1, 2, 3], 0.25, "the 384-wide CI (the demo's since stop 12)"),
-    ("grpo_arms_stop5.json", "consistency1", "accuracy", [0, 1, 2], 1.0, "stop 5's CI, 2 images x 8 rollouts"),
+    ("grpo_arms_stop5.json", "qponder", None, "accuracy", [0, 1, 2], "gated 0.25", "stop 5's CI, 2 images x 8 rollouts"),
+    ("grpo_arms_stop6.json", "qponder", None, "accuracy", [0, 1, 2], "gated 0.25", "stop 6's CI, 2 images x 8 rollouts"),
+    ("grpo_arms_stop8.json", "qponder", None, "accuracy_g4", [0, 1, 2], "gated 0.25", "stop 8's CI"),
+    ("grpo_arms_stop8.json", "qponder_norank", None, "accuracy_g4", [3, 4], "gated 0.25", "stop 8's CI"),
+    ("grpo_arms_stop8.json", "qponder_rank_g4", None, "acc_rank_g4", [0, 1, 2], "gated 0.25",
+     "stop 8's CI, ranking 0.5 in both"),
+    ("grpo_arms_stop9.json", "qponder_lr5e5", None, "accuracy_lr5e5", [0, 1, 2], "gated 0.25", "stop 8's CI, lr 5e-5"),
+    (S11, "qponder", None, "accuracy", [0, 1, 2, 3], "gated 0.25", "the 384-wide CI (the demo's since stop 12)"),
+    ("grpo_arms_stop5.json", "consistency1", None, "accuracy", [0, 1, 2], "gated 1.0", "stop 5's CI, 2 images x 8 rollouts"),
+    # stop 12: the accuracy factor dropped (rewards.consistency(gate=False)), at the largest weight that keeps the
+    # promise; the runs without the term are stop 11's, from the same CI with the same seeds
+    ("grpo_arms_stop12.json", "ungated", S11, "accuracy", [0, 1, 2, 3], "ungated 0.2", "the 384-wide CI"),
 ]
 
 
 def pairs(results: Path) -> list[dict]:
     rows = []
-    for file, with_term, without, seeds, weight, note in PAIRS:
+    for file, with_term, other, without, seeds, term, note in PAIRS:
+        if not (results / file).exists() or (other and not (results / other).exists()):
+            continue
         arms = json.loads((results / file).read_text())["arms"]
+        arms_without = json.loads((results / other).read_text())["arms"] if other else arms
         for seed in seeds:
+            if f"{with_term}_s{seed}" not in arms.get(with_term, {}).get("runs", {}):
+                continue
             a = arms[with_term]["runs"][f"{with_term}_s{seed}"]["metrics"]
-            b = arms[without]["runs"][f"{without}_s{seed}"]["metrics"]
-            row = {"file": file, "with": f"{with_term}_s{seed}", "without": f"{without}_s{seed}", "weight": weight,
+            b = arms_without[without]["runs"][f"{without}_s{seed}"]["metrics"]
+            row = {"file": file, "with": f"{with_term}_s{seed}", "without": f"{without}_s{seed}", "term": term,
                    "setting": note}
             for s in SPLITS:
                 row[f"consistency_{s}"] = a[s]["consistency_rate"] - b[s]["consistency_rate"]
@@ -57,7 +68,9 @@ def test(diffs: list[float]) -> dict:
     """Paired differences (with the term minus without): mean, sd, how many are positive, t-test and Wilcoxon."""
     t = stats.ttest_1samp(diffs, 0.0)
     w = stats.wilcoxon(diffs) if any(diffs) else None
+    lo, hi = t.confidence_interval(0.95)
     return {"n": len(diffs), "mean": round(statistics.fmean(diffs), 4), "sd": round(statistics.stdev(diffs), 4),
+            "ci95": [round(float(lo), 4), round(float(hi), 4)],
             "positive": sum(d > 0 for d in diffs), "negative": sum(d < 0 for d in diffs),
             "t_p": round(float(t.pvalue), 4), "wilcoxon_p": None if w is None else round(float(w.pvalue), 4)}
 
@@ -69,8 +82,8 @@ def main() -> None:
     a = ap.parse_args()
     rows = pairs(a.results)
     out: dict = {"pairs": rows, "tests": {}}
-    for weight in sorted({r["weight"] for r in rows}):
-        group = [r for r in rows if r["weight"] == weight]
+    for weight in dict.fromkeys(r["term"] for r in rows):
+        group = [r for r in rows if r["term"] == weight]
         keys = [f"consistency_{s}" for s in SPLITS] + [f"srcc_{s}" for s in SPLITS] + ["family_acc_test"]
         res = {k: test([r[k] for r in group]) for k in keys}
         res["consistency_mean_of_splits"] = test([statistics.fmean(r[f"consistency_{s}"] for s in SPLITS) for r in group])
@@ -79,10 +92,10 @@ def main() -> None:
                                            round(min(r["consistency_min"][1] for r in group), 3)]
         res["runs_below_0.8_with_without"] = [sum(r["consistency_min"][0] < 0.8 for r in group),
                                               sum(r["consistency_min"][1] < 0.8 for r in group)]
-        out["tests"][str(weight)] = res
+        out["tests"][weight] = res
     a.out.write_text(json.dumps(out, indent=1))
     for weight, res in out["tests"].items():
-        print(f"consistency weight {weight}:")
+        print(f"consistency term {weight}:")
         for k, v in res.items():
             print(f"  {k}: {v}")
 

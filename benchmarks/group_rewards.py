@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--run", type=Path, default=Path("runs/demo"))
     ap.add_argument("--models", required=True, help="comma-separated model folders, relative to the run")
     ap.add_argument("--rewards", default="qponder", help="the mix to decompose: a preset name or JSON weights")
+    ap.add_argument("--reward-kwargs", default="{}", help='JSON settings per term, e.g. {"consistency": {"gate": false}}')
     ap.add_argument("--images", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/group_rewards.json"))
@@ -54,7 +55,8 @@ def main() -> None:
     if "consistency" not in mix:
         raise SystemExit(f"--rewards {a.rewards}: the mix has no consistency term to compare against")
     judge_path = a.run / "judge" / "judge.json"
-    funcs, ws = reward_functions(mix, grpo_reward_kwargs({"rewards": mix}, judge_path))
+    reward_kwargs = json.loads(a.reward_kwargs)
+    funcs, ws = reward_functions(mix, grpo_reward_kwargs({"rewards": mix, "reward_kwargs": reward_kwargs}, judge_path))
     w = {f.__name__: x for f, x in zip(funcs, ws) if x}
     judge = TextJudge.load(judge_path)
 
@@ -66,7 +68,8 @@ def main() -> None:
     per_step = g.per_device_train_batch_size // g.num_generations  # images per generate call, as in one step
 
     res = json.loads(a.out.read_text()) if a.out.exists() else {}
-    setting = {"run": str(a.run), "rewards": mix, "images": len(recs), "group": g.num_generations,
+    setting = {"run": str(a.run), "rewards": mix, **({"reward_kwargs": reward_kwargs} if reward_kwargs else {}),
+               "images": len(recs), "group": g.num_generations,
                "temperature": g.temperature, "max_completion_length": g.max_completion_length, "seed": a.seed}
     if res.get("setting") != setting:
         res = {"setting": setting, "models": {}}
