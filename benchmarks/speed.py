@@ -6,7 +6,7 @@ generation / reward / log-probs / update, (4) the share of the matmul peak that 
 markdown table. Artefacts (quick synth, student, distilled traces) are built once under --work and reused.
 SFT and GRPO run as the pipeline runs them, with the frozen tower's features cached per image
 (``qponder.models.tower_cache``): the FLOP count includes the tower only for the images it really computed. The
-Scorer is timed on images it has not seen (cache off), as a user scoring new photos meets it.
+Scorer is timed as a user gets it: without the cache (``Scorer(tower_cache=False)``, the default).
 
     .venv/bin/python benchmarks/speed.py                  # full run (~10 min on 2 cores)
     .venv/bin/python benchmarks/speed.py --quick          # smoke test: few steps, few images
@@ -225,12 +225,7 @@ def bench_scorer(work: Path, model: str, n: int, batch: int) -> dict:
     meta = work / "synth/metas/test.json"
     recs = read_meta(meta)[:n]
     files = [r.path(default_image_root(meta, recs)) for r in recs]
-    old = os.environ.get("QPONDER_TOWER_CACHE_MB")
-    os.environ["QPONDER_TOWER_CACHE_MB"] = "0"  # timed on unseen images: no feature from the warm-up or the other pass
-    try:
-        scorer = Scorer.from_pretrained(model, batch_size=batch, max_new_tokens=256)
-    finally:
-        os.environ.pop("QPONDER_TOWER_CACHE_MB") if old is None else os.environ.__setitem__("QPONDER_TOWER_CACHE_MB", old)
+    scorer = Scorer.from_pretrained(model, batch_size=batch, max_new_tokens=256)  # no tower cache, as a user's
     out = {}
     for think in (True, False):
         scorer.score(files[:batch], think=think)  # warm-up batch

@@ -54,11 +54,12 @@ def build_messages(prompt: str, completion: str | None = None) -> list[dict]:
 
 class Scorer:
     def __init__(self, model, processor, batch_size: int = 8, max_new_tokens: int = 256,
-                 temperature: float = 1.0, name: str = "model"):
+                 temperature: float = 1.0, name: str = "model", tower_cache: bool = False):
         self.model = model.eval()
-        from qponder.models.tower_cache import cache_frozen_tower
+        if tower_cache:  # worth its memory when images come back: several models, or several passes over a set
+            from qponder.models.tower_cache import cache_frozen_tower
 
-        cache_frozen_tower(model)  # models with the same frozen tower share its features (qponder.models.tower_cache)
+            cache_frozen_tower(model)
         self.processor = processor
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens

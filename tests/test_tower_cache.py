@@ -165,3 +165,14 @@ def test_sft_learns_the_same_with_and_without_the_cache(tiny, tmp_path, monkeypa
     assert not torch.allclose(outs["64"][name], start[name])
     for k in outs["0"]:
         torch.testing.assert_close(outs["64"][k], outs["0"][k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_the_evaluator_caches_and_a_plain_scorer_does_not(tiny):
+    from qponder.eval.evaluate import make_predictor
+    from qponder.score import Scorer
+
+    model, proc = _frozen(tiny)
+    Scorer(model, proc)  # a user's scorer holds no features: new photos would only fill memory
+    assert not getattr(model.model.vision_tower, "_qponder_cached", False)
+    predictor = make_predictor(str(tiny))  # several models over the same images: cached
+    assert predictor.scorer.model.model.vision_tower._qponder_cached

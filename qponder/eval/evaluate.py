@@ -46,8 +46,9 @@ def make_predictor(model: str, think: bool = True, samples: int = 1, seed: int =
     if Path(model).is_dir() or model.startswith("preset:") or looks_like_hub_id(model):
         from qponder.score import Scorer, VLMPredictor
 
+        # the models of one evaluation share a frozen tower: each image's features are computed once for all
         scorer = Scorer.from_pretrained(model, trust_remote_code=trust_remote_code, batch_size=batch_size,
-                                        max_new_tokens=max_new_tokens)
+                                        max_new_tokens=max_new_tokens, tower_cache=True)
         return VLMPredictor(scorer, think=think, samples=samples, seed=seed)
     raise QPonderError(f"unknown model {model!r}: expected one of {', '.join(sorted(BASELINES))}, "
                        "a model folder, preset:NAME or a hub id (org/name)")
