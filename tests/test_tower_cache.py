@@ -176,3 +176,18 @@ def test_the_evaluator_caches_and_a_plain_scorer_does_not(tiny):
     assert not getattr(model.model.vision_tower, "_qponder_cached", False)
     predictor = make_predictor(str(tiny))  # several models over the same images: cached
     assert predictor.scorer.model.model.vision_tower._qponder_cached
+
+
+def test_features_stored_under_inference_mode_can_train_later(tiny):
+    # the evaluator runs under torch.inference_mode; a later training step in the same process reads those features
+    cache = FeatureCache(1 << 30)
+    model, proc = _frozen(tiny)
+    cache_frozen_tower(model, cache)
+    pixels = _pixels(proc, 2)
+    with torch.inference_mode():
+        _features(model, pixels)
+    out = model.model.get_image_features(pixel_values=pixels, vision_feature_layer=model.config.vision_feature_layer,
+                                         vision_feature_select_strategy="default").pooler_output
+    assert cache.hits == 2
+    out.sum().backward()  # through the projector, which saves its (cached) input for backward
+    assert any(p.grad is not None for p in model.model.multi_modal_projector.parameters())
