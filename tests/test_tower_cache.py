@@ -126,13 +126,29 @@ def test_the_cache_holds_at_most_its_budget_oldest_out_first():
     assert cache.get("big") is None and len(cache) == 3
 
 
-def test_off_when_the_budget_is_zero(tiny, monkeypatch):
+def test_off_when_the_budget_is_zero_and_a_bad_budget_is_named(tiny, monkeypatch):
+    from qponder.errors import QPonderError
     from qponder.models import tower_cache
 
     monkeypatch.setenv("QPONDER_TOWER_CACHE_MB", "0")
     assert tower_cache.shared_cache() is None
     model, _ = _frozen(tiny)
     assert not cache_frozen_tower(model)
+    monkeypatch.setenv("QPONDER_TOWER_CACHE_MB", "2GB")
+    with pytest.raises(QPonderError, match="QPONDER_TOWER_CACHE_MB='2GB'"):
+        tower_cache.shared_cache()
+
+
+def test_bfloat16_towers_are_cached_too(tiny):
+    cache = FeatureCache(1 << 30)
+    model, proc = _frozen(tiny)
+    model = model.to(torch.bfloat16)
+    pixels = _pixels(proc, 3).to(torch.bfloat16)
+    plain = _features(model, pixels)
+    assert cache_frozen_tower(model, cache)
+    torch.testing.assert_close(_features(model, pixels), plain)
+    torch.testing.assert_close(_features(model, pixels), plain)
+    assert (cache.misses, cache.hits) == (3, 3)
 
 
 def test_sft_learns_the_same_with_and_without_the_cache(tiny, tmp_path, monkeypatch):

@@ -66,7 +66,14 @@ _CACHE: FeatureCache | None = None
 def shared_cache() -> FeatureCache | None:
     """The process's cache, or None when ``QPONDER_TOWER_CACHE_MB`` is 0."""
     global _CACHE
-    mb = int(os.environ.get("QPONDER_TOWER_CACHE_MB", _DEFAULT_MB))
+    value = os.environ.get("QPONDER_TOWER_CACHE_MB", str(_DEFAULT_MB))
+    try:
+        mb = int(value)
+    except ValueError:
+        from qponder.errors import QPonderError
+
+        raise QPonderError(f"QPONDER_TOWER_CACHE_MB={value!r}: expected a whole number of megabytes (0 turns the "
+                           "tower cache off)") from None
     if mb <= 0:
         return None
     if _CACHE is None or _CACHE.max_bytes != mb << 20:
@@ -75,12 +82,12 @@ def shared_cache() -> FeatureCache | None:
 
 
 def _digest(t) -> bytes:
-    import numpy as np
+    import torch
 
-    a = t.detach().to("cpu").contiguous().numpy()
+    raw = t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)  # the bytes, whatever the dtype (bf16 too)
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"{a.dtype}{a.shape}".encode())
-    h.update(np.ascontiguousarray(a).view(np.uint8).data)
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(raw.numpy().data)
     return h.digest()
 
 
