@@ -35,8 +35,8 @@ PAIRS = [
     (S11, "qponder", None, "accuracy", [0, 1, 2, 3], "gated 0.25", "the 384-wide CI (the demo's since stop 12)"),
     ("grpo_arms_stop5.json", "consistency1", None, "accuracy", [0, 1, 2], "gated 1.0", "stop 5's CI, 2 images x 8 rollouts"),
     # stop 12: the accuracy factor dropped (rewards.consistency(gate=False)), at the largest weight that keeps the
-    # promise; the runs without the term are stop 11's, from the same CI with the same seeds
-    ("grpo_arms_stop12.json", "ungated", S11, "accuracy", [0, 1, 2, 3], "ungated 0.2", "the 384-wide CI"),
+    # promise; seeds 0-3 without the term are stop 11's runs, evaluated again into this file
+    ("grpo_arms_stop12.json", "ungated", None, "accuracy", [0, 1, 2, 3, 4, 5], "ungated 0.2", "the 384-wide CI"),
 ]
 
 
@@ -48,8 +48,9 @@ def pairs(results: Path) -> list[dict]:
         arms = json.loads((results / file).read_text())["arms"]
         arms_without = json.loads((results / other).read_text())["arms"] if other else arms
         for seed in seeds:
-            if f"{with_term}_s{seed}" not in arms.get(with_term, {}).get("runs", {}):
-                continue
+            if (f"{with_term}_s{seed}" not in arms.get(with_term, {}).get("runs", {})
+                    or f"{without}_s{seed}" not in arms_without.get(without, {}).get("runs", {})):
+                continue  # not run yet
             a = arms[with_term]["runs"][f"{with_term}_s{seed}"]["metrics"]
             b = arms_without[without]["runs"][f"{without}_s{seed}"]["metrics"]
             row = {"file": file, "with": f"{with_term}_s{seed}", "without": f"{without}_s{seed}", "term": term,
