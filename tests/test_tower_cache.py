@@ -207,3 +207,17 @@ def test_features_stored_under_inference_mode_can_train_later(tiny):
     assert cache.hits == 2
     out.sum().backward()  # through the projector, which saves its (cached) input for backward
     assert any(p.grad is not None for p in model.model.multi_modal_projector.parameters())
+
+
+def test_models_reading_other_layers_of_the_same_tower_do_not_share(tiny):
+    cache = FeatureCache(1 << 30)
+    a, proc = _frozen(tiny)
+    b, _ = _frozen(tiny)
+    b.config.vision_feature_layer = -2  # the same weights, read one block earlier
+    pixels = _pixels(proc, 2)
+    plain_b = _features(b, pixels)
+    cache_frozen_tower(a, cache)
+    cache_frozen_tower(b, cache)
+    _features(a, pixels)
+    torch.testing.assert_close(_features(b, pixels), plain_b)
+    assert cache.misses == 4 and cache.hits == 0

@@ -27,7 +27,7 @@ _DEFAULT_MB = 2048
 
 
 class FeatureCache:
-    """An LRU map (tower fingerprint, image digest) -> the tower's selected hidden states for that image."""
+    """An LRU map ((tower fingerprint, layers read), image digest) -> those hidden states for that image."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
@@ -169,7 +169,8 @@ def cache_frozen_tower(model, cache: FeatureCache | None = None) -> bool:
                  if v is not None and v is not False and k not in ("return_dict", "output_hidden_states")]
         if args or extra or pixel_values is None or pixel_values.dim() != 4 or not _reusable(tower):
             return original(pixel_values, *args, **kwargs)  # a call this cache was not built for
-        weights = fingerprint()
+        # the layers belong in the key: two models may read the same frozen tower at different depths
+        weights = (fingerprint(), tuple(layers))
         keys = [(weights, _digest(img)) for img in pixel_values]
         found = [cache.get(k) for k in keys]
         todo = {keys[i]: i for i, f in enumerate(found) if f is None}  # GRPO repeats each image once per rollout
