@@ -65,6 +65,12 @@ ARMS: dict[str, dict] = {
     "lm384": {"student": {"lm_hidden": 384, "lm_intermediate": 1536, "lm_heads": 6}, "sft": {}},
     "lm384_s1": {"student": {"lm_hidden": 384, "lm_intermediate": 1536, "lm_heads": 6}, "sft": {"seed": 1}},
     "lm384_nocot": {"student": {"lm_hidden": 384, "lm_intermediate": 1536, "lm_heads": 6}, "sft": {"reasoning": False}},
+    # stop 13: the wide student reading DINOv2 block 6, the best single block for a linear read-out of the MOS
+    # (benchmarks/readout_ceiling.py: 0.730 / 0.687 / 0.809 against block 4's 0.685 / 0.603 / 0.780)
+    "lm384_layers6": {"student": {"lm_hidden": 384, "lm_intermediate": 1536, "lm_heads": 6, "vision_layers": 6},
+                      "sft": {}},
+    "lm384_layers6_s1": {"student": {"lm_hidden": 384, "lm_intermediate": 1536, "lm_heads": 6, "vision_layers": 6},
+                         "sft": {"seed": 1}},
 }
 
 

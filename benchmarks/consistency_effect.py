@@ -2,10 +2,11 @@
 
 Each stop's ``grpo_arms`` results hold GRPO runs from one Q-Ponder-CI with the same recipe and seed, with and
 without the consistency term. One stop has 3-5 such pairs, too few to tell a small effect from the seed. This
-script pools the pairs of all stops (21 at the recommended weight 0.25, 3 at weight 1.0, and stop 12's ungated
-term) and tests the paired differences with scipy: the greedy consistency rate on each held-out split, the
-written answer's SRCC, and the family accuracy. It trains nothing; it reads
-``benchmarks/results/grpo_arms_*.json``.
+script pools the pairs of all stops (21 at the recommended weight 0.25, 3 at weight 1.0, and the ungated
+term's ten seeds) and tests the paired differences with scipy: the greedy consistency rate on each held-out split, the
+written answer's SRCC, and the family accuracy; and, where ``group_rewards.py`` measured both runs of a pair, the
+sampled policy's consistency rate. It trains nothing; it reads ``benchmarks/results/grpo_arms_*.json`` and
+``group_rewards*.json``.
 
     .venv/bin/python benchmarks/consistency_effect.py     # -> benchmarks/results/consistency_effect.json
 """
@@ -36,8 +37,13 @@ PAIRS = [
     ("grpo_arms_stop5.json", "consistency1", None, "accuracy", [0, 1, 2], "gated 1.0", "stop 5's CI, 2 images x 8 rollouts"),
     # stop 12: the accuracy factor dropped (rewards.consistency(gate=False)), at the largest weight that keeps the
     # promise; seeds 0-3 without the term are stop 11's runs, evaluated again into this file
-    ("grpo_arms_stop12.json", "ungated", None, "accuracy", [0, 1, 2, 3, 4, 5], "ungated 0.2", "the 384-wide CI"),
+    ("grpo_arms_stop12.json", "ungated", None, "accuracy", list(range(10)), "ungated 0.2", "the 384-wide CI"),
 ]
+# The same pairs measured on the sampled policy (benchmarks/group_rewards.py: 96 training images x 4 rollouts at
+# temperature 1, as GRPO samples them): the rate the term acts on, where the greedy rate sees only the mode.
+# (run, arm with the term, arm without it, the term as used)
+SAMPLED = [("runs/demo_lm384", "qponder", "accuracy", "gated 0.25"),
+           ("runs/demo_lm384", "ungated", "accuracy", "ungated 0.2")]
 
 
 def pairs(results: Path) -> list[dict]:
@@ -62,6 +68,25 @@ def pairs(results: Path) -> list[dict]:
             row["consistency_min"] = (min(a[s]["consistency_rate"] for s in SPLITS),
                                       min(b[s]["consistency_rate"] for s in SPLITS))
             rows.append(row)
+    return rows
+
+
+def sampled_pairs(results: Path) -> list[dict]:
+    rates: dict[tuple[str, str], float] = {}
+    for f in sorted(results.glob("group_rewards*.json")):
+        d = json.loads(f.read_text())
+        st = d["setting"]
+        if (st.get("images"), st.get("seed"), st.get("temperature")) != (96, 0, 1.0):
+            continue  # other images or sampling seeds: not comparable
+        for model, v in d["models"].items():
+            rates[(st["run"], model)] = v["consistency_rate"]
+    rows = []
+    for run, with_term, without, term in SAMPLED:
+        for seed in range(20):
+            a, b = (rates.get((run, f"ablation/{arm}_s{seed}")) for arm in (with_term, without))
+            if a is not None and b is not None:
+                rows.append({"run": run, "with": f"{with_term}_s{seed}", "without": f"{without}_s{seed}",
+                             "term": term, "sampled_consistency": round(a - b, 4), "rates": [a, b]})
     return rows
 
 
@@ -94,6 +119,11 @@ def main() -> None:
         res["runs_below_0.8_with_without"] = [sum(r["consistency_min"][0] < 0.8 for r in group),
                                               sum(r["consistency_min"][1] < 0.8 for r in group)]
         out["tests"][weight] = res
+    out["sampled_pairs"] = sampled_pairs(a.results)
+    for weight in dict.fromkeys(r["term"] for r in out["sampled_pairs"]):
+        diffs = [r["sampled_consistency"] for r in out["sampled_pairs"] if r["term"] == weight]
+        if len(diffs) > 1:
+            out["tests"].setdefault(weight, {})["sampled_consistency"] = test(diffs)
     a.out.write_text(json.dumps(out, indent=1))
     for weight, res in out["tests"].items():
         print(f"consistency term {weight}:")
