@@ -1,4 +1,4 @@
-"""Does the consistency term change the consistency rate? Every paired GRPO run of stops 5-12, pooled.
+"""Does the consistency term change the consistency rate? Every paired GRPO run of stops 5-13, pooled.
 
 Each stop's ``grpo_arms`` results hold GRPO runs from one Q-Ponder-CI with the same recipe and seed, with and
 without the consistency term. One stop has 3-5 such pairs, too few to tell a small effect from the seed. This
