@@ -147,7 +147,7 @@ class Data:
 def ridge_probe(d: Data) -> dict:
     onehot = np.eye(len(d.classes))[d.f]
     out = {}
-    for name, y, score in (("mos", d.y, lambda p, y: srcc(p, y)),
+    for name, y, score in (("mos", d.y, srcc),
                            ("family", onehot, lambda p, y: float(np.mean(p.argmax(1) == y.argmax(1))))):
         val = {al: score(affine(d.x[d.cut:], ridge(d.x[:d.cut], y[:d.cut], al)), y[d.cut:])
                for al in np.logspace(0, 5, 11)}
@@ -227,9 +227,9 @@ def finetune(train_pix, ytr, ftr, classes, tests, blocks: int, seconds: float, s
     ym = torch.tensor((ytr - ytr.mean()) / ytr.std(), dtype=torch.float32)
     yf = torch.tensor([classes.index(c) for c in ftr])
     t0, steps, seen = time.time(), 0, 0
+    tower.train()
     while time.time() - t0 < seconds:
         for idx in torch.randperm(len(ytr)).split(16):
-            tower.train()
             out = head(pooled(tower(pixel_values=normalise(train_pix[idx.numpy()])).last_hidden_state))
             loss = torch.nn.functional.mse_loss(out[:, 0], ym[idx]) + torch.nn.functional.cross_entropy(out[:, 1:], yf[idx])
             opt.zero_grad()
@@ -252,8 +252,6 @@ def finetune(train_pix, ytr, ftr, classes, tests, blocks: int, seconds: float, s
 
 
 def main() -> None:
-    import torch
-
     ap = argparse.ArgumentParser()
     ap.add_argument("--synth", type=Path, default=Path("runs/demo/synth"))
     ap.add_argument("--finetune-blocks", type=int, default=6)
