@@ -71,6 +71,12 @@ ARMS: dict[str, dict] = {
                       "sft": {}},
     "lm384_layers6_s1": {"student": {"lm_hidden": 384, "lm_intermediate": 1536, "lm_heads": 6, "vision_layers": 6},
                          "sft": {"seed": 1}},
+    # stop 14: bf16 autocast (2.1x faster SFT steps here), at the demo's 300 steps and with the time it saves
+    "lm384_bf16": {"student": {"lm_hidden": 384, "lm_intermediate": 1536, "lm_heads": 6}, "sft": {"bf16": True}},
+    "lm384_bf16_600": {"student": {"lm_hidden": 384, "lm_intermediate": 1536, "lm_heads": 6},
+                       "sft": {"bf16": True, "max_steps": 600}},
+    "lm384_bf16_900": {"student": {"lm_hidden": 384, "lm_intermediate": 1536, "lm_heads": 6},
+                       "sft": {"bf16": True, "max_steps": 900}},
 }
 
 

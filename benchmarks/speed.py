@@ -1,8 +1,9 @@
 """Training and inference speed of the demo's student on this machine, in one run.
 
-Measures (1) fp32 matmul FLOP/s, (2) SFT samples/s and tokens/s, (3) GRPO step time split into
+Measures (1) fp32 and bf16 matmul FLOP/s, (2) SFT samples/s and tokens/s, (3) GRPO step time split into
 generation / reward / log-probs / update, (4) the share of the matmul peak that SFT reaches, and
-(5) Scorer images/s with and without reasoning. Writes ``benchmarks/results/speed.json`` and prints a
+(5) Scorer images/s with and without reasoning, all in the precision the pipeline picks here
+(``--precision``; bf16 where the CPU has it natively). Writes ``benchmarks/results/speed.json`` and prints a
 markdown table. Artefacts (quick synth, student, distilled traces) are built once under --work and reused.
 SFT and GRPO run as the pipeline runs them, with the frozen tower's features cached per image
 (``qponder.models.tower_cache``): the FLOP count includes the tower only for the images it really computed. The
@@ -30,13 +31,13 @@ QPONDER = str(Path(sys.executable).with_name("qponder"))
 WARMUP = 3  # steps / batches excluded from every timing: first calls pay allocation and lazy-init costs
 
 
-def matmul_flops(sizes: list[int], repeats: int) -> dict:
-    """fp32 square matmul FLOP/s (2 n^3 per product): the ceiling the training numbers are compared to."""
+def matmul_flops(sizes: list[int], repeats: int, dtype: str = "float32") -> dict:
+    """Square matmul FLOP/s (2 n^3 per product): the ceiling the training numbers are compared to."""
     import torch
 
     out = {}
     for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n, dtype=getattr(torch, dtype)), torch.randn(n, n, dtype=getattr(torch, dtype))
         a @ b  # warm-up
         rates = []
         for _ in range(repeats):
@@ -102,7 +103,7 @@ def param_counts(model) -> dict:
             "lm_matmul": lm, "total": n(model)}
 
 
-def bench_sft(work: Path, steps: int) -> dict:
+def bench_sft(work: Path, steps: int, bf16: bool) -> dict:
     from qponder.models.tower_cache import shared_cache
     from qponder.train.sft import SFTRecipe, train
 
@@ -130,7 +131,7 @@ def bench_sft(work: Path, steps: int) -> dict:
     hook_trainer(hook)
     t = time.time()
     train(SFTRecipe(model=str(work / "student"), data=str(work / "distill.jsonl"), out=str(work / "sft"),
-                    max_steps=steps + WARMUP, logging_steps=10 ** 6, save_steps=10 ** 6, report_to="none"))
+                    max_steps=steps + WARMUP, logging_steps=10 ** 6, save_steps=10 ** 6, report_to="none", bf16=bf16))
     gaps = [b - a for a, b in zip(state["ends"][WARMUP - 1:], state["ends"][WARMUP:])]
     per = {k: statistics.fmean(b[k] for b in state["batches"]) for k in state["batches"][0]}
     sec = statistics.fmean(gaps)
@@ -164,7 +165,7 @@ def flop_share(sft: dict, peak_gflops: float) -> dict:
             "peak_gflops": peak_gflops, "share_of_peak": round(achieved / peak_gflops, 3)}
 
 
-def bench_grpo(work: Path, model: str, steps: int) -> dict:
+def bench_grpo(work: Path, model: str, steps: int, bf16: bool) -> dict:
     from qponder.rewards import PRESETS
     from qponder.train.grpo import GRPORecipe, train
 
@@ -197,7 +198,7 @@ def bench_grpo(work: Path, model: str, steps: int) -> dict:
     hook_trainer(hook)
     recipe = GRPORecipe(model=model, data=str(work / "synth/metas/train.json"), out=str(work / "grpo"),
                         max_steps=steps + 1, per_device_train_batch_size=8, num_generations=8,
-                        max_completion_length=192, logging_steps=10 ** 6, save_steps=10 ** 6, report_to="none")
+                        max_completion_length=192, logging_steps=10 ** 6, save_steps=10 ** 6, report_to="none", bf16=bf16)
     train(recipe)
     rows = []
     for (t0, p0), (t1, p1) in zip(snaps, snaps[1:]):  # step 1 is warm-up: per-step deltas of steps 2..
@@ -217,7 +218,7 @@ def bench_grpo(work: Path, model: str, steps: int) -> dict:
             "logps_other": "_generate_and_score_completions minus generation and rewards: old/ref log-probs, padding"}
 
 
-def bench_scorer(work: Path, model: str, n: int, batch: int) -> dict:
+def bench_scorer(work: Path, model: str, n: int, batch: int, bf16: bool) -> dict:
     from qponder.data.records import read_meta
     from qponder.eval.evaluate import default_image_root
     from qponder.score import Scorer
@@ -225,7 +226,7 @@ def bench_scorer(work: Path, model: str, n: int, batch: int) -> dict:
     meta = work / "synth/metas/test.json"
     recs = read_meta(meta)[:n]
     files = [r.path(default_image_root(meta, recs)) for r in recs]
-    scorer = Scorer.from_pretrained(model, batch_size=batch, max_new_tokens=256)  # no tower cache, as a user's
+    scorer = Scorer.from_pretrained(model, batch_size=batch, max_new_tokens=256, bf16=bf16)  # no tower cache, as a user's
     out = {}
     for think in (True, False):
         scorer.score(files[:batch], think=think)  # warm-up batch
@@ -245,6 +246,9 @@ def table(r: dict) -> str:
     gs = g["seconds"]
     rows = [("fp32 matmul", f"{big['best_gflops']} GFLOP/s best, {big['median_gflops']} median "
                             f"(n={max(mm, key=int)}, {r['threads']} threads)"),
+            *[("bf16 matmul", f"{b['best_gflops']} GFLOP/s best, {b['median_gflops']} median (n={max(mb, key=int)})")
+              for mb in [r.get("matmul_bf16")] if mb for b in [mb[max(mb, key=int)]]],
+            ("training and Scorer precision", "bf16 (autocast; Scorer: bf16 weights)" if r.get("bf16") else "fp32"),
             ("SFT", f"{s['samples_per_second']} samples/s, {s['tokens_per_second']} tokens/s "
                     f"({s['seconds_per_step']} s/step, fastest {s['fastest_step_seconds']}, batch {s['batch']}, {s['steps_timed']} steps; "
                     f"tower run for {s.get('tower_runs_per_sample', 1.0):.0%} of samples, the rest cached)"),
@@ -273,6 +277,8 @@ def main() -> None:
                     "machine 1 thread avoids OpenMP threads waiting on each other")
     ap.add_argument("--quick", action="store_true", help="smoke test: 4 SFT, 2 GRPO steps, 8 images")
     ap.add_argument("--out", type=Path, help="default: benchmarks/results/speed.json (--quick: WORK/speed-quick.json)")
+    ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                    help="auto: what the pipeline does here (bf16 where the CPU has it natively)")
     a = ap.parse_args()
     a.work = a.work or Path(f"/tmp/qponder-speed-{a.preset}")
     if a.quick:
@@ -288,17 +294,24 @@ def main() -> None:
          "threads": torch.get_num_threads(), "torch": torch.__version__, "nice": os.nice(0),
          "loadavg_at_start": [round(x, 2) for x in os.getloadavg()], "quick": a.quick}
     r["matmul"] = matmul_flops([1024] if a.quick else [1024, 2048], 3 if a.quick else 5)
-    print("matmul", r["matmul"], flush=True)
+    r["matmul_bf16"] = matmul_flops([1024] if a.quick else [1024, 2048], 3 if a.quick else 5, "bfloat16")
+    print("matmul", r["matmul"], "bf16", r["matmul_bf16"], flush=True)
+    from qponder.models.precision import use_bf16
+
+    bf16 = r["bf16"] = use_bf16({"auto": None, "bf16": True, "fp32": False}[a.precision])
     r["preset"] = a.preset
     r["build_seconds"] = build(a.work, a.preset)
-    r["sft"] = bench_sft(a.work, a.sft_steps)
+    r["sft"] = bench_sft(a.work, a.sft_steps, bf16)
     print("sft", r["sft"], flush=True)
-    peak = max(v["best_gflops"] for v in r["matmul"].values())
+    # the share is of the peak of the precision the matmuls ran in; the fp32 share is kept beside it
+    peak = max(v["best_gflops"] for v in r["matmul_bf16" if bf16 else "matmul"].values())
     r["flops"] = flop_share(r["sft"], peak)
+    r["flops"]["share_of_fp32_peak"] = round(r["flops"]["achieved_gflops"] / max(
+        v["best_gflops"] for v in r["matmul"].values()), 3)
     model = a.trained_model or str(a.work / "sft")
-    r["grpo"] = bench_grpo(a.work, model, a.grpo_steps)
+    r["grpo"] = bench_grpo(a.work, model, a.grpo_steps, bf16)
     print("grpo", r["grpo"], flush=True)
-    r["scorer"] = bench_scorer(a.work, model, a.images, 8)
+    r["scorer"] = bench_scorer(a.work, model, a.images, 8, bf16)
     r["model_for_grpo_and_scorer"] = model
     r["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     r["matmul_at_end"] = matmul_flops([1024], 5)  # a drop from the start means the machine got busier

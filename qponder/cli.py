@@ -98,12 +98,14 @@ def eval_cmd(
     max_new_tokens: int = typer.Option(256, help="VLMs: completion budget."),
     trust_remote_code: bool = typer.Option(False, help="Allow a hub model's own code to run."),
     judge: Optional[str] = typer.Option(None, help="Consistency judge: a judge JSON, openai:URL@MODEL (default: packaged)."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32",
+                                        help="VLMs: bf16 weights or fp32 (default: bf16 where the device runs it natively)."),
 ):
     """Evaluate a model on labelled images: SRCC, PLCC, KRCC, RMSE, per-family breakdown (resumable)."""
     from qponder.eval.evaluate import evaluate, make_predictor
 
     predictor = make_predictor(model, think=think, samples=samples, seed=seed, batch_size=batch_size,
-                               max_new_tokens=max_new_tokens, trust_remote_code=trust_remote_code)
+                               max_new_tokens=max_new_tokens, trust_remote_code=trust_remote_code, bf16=bf16)
     s = evaluate(predictor, data, out, images=images, skip_missing=skip_missing, batch_size=batch_size, limit=limit,
                  judge=judge)
     if os.environ.get("RANK", "0") == "0":  # under accelerate launch every rank returns the merged summary
@@ -137,12 +139,14 @@ def score_cmd(
     batch_size: int = typer.Option(8),
     max_new_tokens: int = typer.Option(256),
     trust_remote_code: bool = typer.Option(False),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32",
+                                        help="Bf16 weights or fp32 (default: bf16 where the device runs it natively)."),
 ):
     """Score images with a trained model: reasoning and a quality score in [1, 5]."""
     from qponder.score import Scorer
 
     scorer = Scorer.from_pretrained(model, trust_remote_code=trust_remote_code, batch_size=batch_size,
-                                    max_new_tokens=max_new_tokens)
+                                    max_new_tokens=max_new_tokens, bf16=bf16)
     results = scorer.score(images, think=think, samples=samples, seed=seed, progress=not json_out)
     for path, r in zip(images, results):
         if json_out:

@@ -54,8 +54,13 @@ def build_messages(prompt: str, completion: str | None = None) -> list[dict]:
 
 class Scorer:
     def __init__(self, model, processor, batch_size: int = 8, max_new_tokens: int = 256,
-                 temperature: float = 1.0, name: str = "model", tower_cache: bool = False):
+                 temperature: float = 1.0, name: str = "model", tower_cache: bool = False,
+                 bf16: bool | None = None):
+        from qponder.models.precision import use_bf16
+
         self.model = model.eval()
+        # None = where the device has bf16; fp32 weights then run under autocast (a caller's model is not cast)
+        self.bf16 = use_bf16(bf16)
         if tower_cache:  # worth its memory when images come back: several models, or several passes over a set
             from qponder.models.tower_cache import cache_frozen_tower
 
@@ -77,7 +82,12 @@ class Scorer:
 
         import torch
 
-        model, processor = load(str(path), trust_remote_code=trust_remote_code)
+        from qponder.models.precision import use_bf16
+
+        # bf16 weights where the device runs them natively, as inference servers do: 1.5x the images/s of fp32
+        # weights here, against 1.15x for autocast over fp32 weights, which recasts them at every token
+        dtype = torch.bfloat16 if use_bf16(kw.get("bf16")) else None
+        model, processor = load(str(path), trust_remote_code=trust_remote_code, dtype=dtype)
         if torch.cuda.is_available():  # under accelerate launch each process owns the GPU of its LOCAL_RANK
             model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
         return cls(model, processor, name=Path(str(path)).name or str(path), **kw)
@@ -92,6 +102,7 @@ class Scorer:
         from transformers import LogitsProcessorList
 
         from qponder.models.expected import DigitLogits, expected_from_tokens
+        from qponder.models.precision import autocast
 
         asked = prompts.load(prompt or ("student" if think else "student_nothink"))
         text = self.processor.apply_chat_template(build_messages(asked), add_generation_prompt=True, tokenize=False)
@@ -108,7 +119,7 @@ class Scorer:
             kw.update(do_sample=True, temperature=self.temperature, top_p=1.0, top_k=0)
         else:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.model, self.bf16):
             out = self.model.generate(**inputs, **kw)
         new = out[:, inputs["input_ids"].shape[1]:]
         texts = tok.batch_decode(new, skip_special_tokens=True)

@@ -72,6 +72,26 @@ def test_a_few_steps_lower_the_loss(setup, tmp_path):
     load(str(out))  # the output is a loadable HF folder (Q-Ponder-CI)
 
 
+def test_bf16_autocast_trains_and_saves_fp32(setup, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from qponder.config import build
+    from qponder.models.precision import use_bf16
+
+    out = train(SFTRecipe(model=str(setup / "tiny"), data=str(setup / "distilled.jsonl"), out=str(tmp_path / "bf"),
+                          max_steps=30, per_device_train_batch_size=4, learning_rate=3e-3, logging_steps=5,
+                          save_steps=100, report_to="none", bf16=True))
+    logs = [h["loss"] for h in json.loads((out / "trainer_state.json").read_text()) if "loss" in h]
+    assert logs[-1] < 0.7 * logs[0]
+    weights = load_file(out / "model.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.float32}  # autocast casts matmul inputs, not the weights
+    assert build(SFTRecipe, out / "recipe.yaml").bf16 is True
+    auto = train(SFTRecipe(model=str(setup / "tiny"), data=str(setup / "distilled.jsonl"), out=str(tmp_path / "au"),
+                           max_steps=1, save_steps=100, report_to="none"))
+    assert build(SFTRecipe, auto / "recipe.yaml").bf16 is use_bf16(None)  # what ran, not "auto"
+
+
 def test_bad_data_is_a_clear_error(setup, tmp_path):
     with pytest.raises(QPonderError, match="has no reasoning"):
         sft_examples(SFTRecipe(data=str(setup / "metas" / "train.json")))

@@ -114,3 +114,17 @@ def test_same_loader_and_scorer_take_a_qwen25vl_folder(tmp_path, images):
     assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
     r = Scorer(model, _, max_new_tokens=6).score(images[:2])
     assert len(r) == 2 and all(x.tokens > 0 for x in r)
+
+
+def test_scorer_bf16(tiny, images):
+    import torch
+
+    loaded = Scorer.from_pretrained(tiny, max_new_tokens=8, bf16=True)
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.bfloat16}  # served in bf16, as vLLM would
+    model, proc = load(str(tiny))
+    given = Scorer(model, proc, max_new_tokens=8, bf16=True)  # autocast: the caller's model is left as it was
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    for scorer in (loaded, given):
+        r = scorer.score(images[:2])
+        assert len(r) == 2 and all(x.tokens > 0 for x in r)
+    assert Scorer.from_pretrained(tiny, bf16=False).model.dtype == torch.float32

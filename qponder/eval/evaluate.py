@@ -35,7 +35,7 @@ MIN_PER_GROUP = 5  # a per-family SRCC over fewer images is noise
 
 
 def make_predictor(model: str, think: bool = True, samples: int = 1, seed: int = 0, batch_size: int = 8,
-                   max_new_tokens: int = 256, trust_remote_code: bool = False) -> Predictor:
+                   max_new_tokens: int = 256, trust_remote_code: bool = False, bf16: bool | None = None) -> Predictor:
     """``--model``: a classical baseline by name (brisque, niqe), or a VLM folder / preset / hub id."""
     from qponder.eval.baselines import BASELINES, create_baseline
 
@@ -48,7 +48,7 @@ def make_predictor(model: str, think: bool = True, samples: int = 1, seed: int =
 
         # the models of one evaluation share a frozen tower: each image's features are computed once for all
         scorer = Scorer.from_pretrained(model, trust_remote_code=trust_remote_code, batch_size=batch_size,
-                                        max_new_tokens=max_new_tokens, tower_cache=True)
+                                        max_new_tokens=max_new_tokens, tower_cache=True, bf16=bf16)
         return VLMPredictor(scorer, think=think, samples=samples, seed=seed)
     raise QPonderError(f"unknown model {model!r}: expected one of {', '.join(sorted(BASELINES))}, "
                        "a model folder, preset:NAME or a hub id (org/name)")

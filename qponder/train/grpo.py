@@ -46,7 +46,7 @@ class GRPORecipe:
     logging_steps: int = 5
     save_steps: int = 25
     save_total_limit: int = 2
-    bf16: bool = False
+    bf16: bool | None = None  # None: wherever the device does bf16 natively (qponder.models.precision)
     gradient_checkpointing: bool = False  # 7B-scale policies need it; the tiny CPU students are faster without
     use_vllm: bool = False
     vllm_mode: str = "colocate"
@@ -156,6 +156,7 @@ def check_extra_args(recipe: GRPORecipe) -> None:
 def train(recipe: GRPORecipe, resume: bool = False) -> Path:
     from trl import GRPOConfig, GRPOTrainer
 
+    from qponder.models.precision import use_bf16
     from qponder.rewards import weights
     from qponder.train.common import prepare, run
 
@@ -164,7 +165,7 @@ def train(recipe: GRPORecipe, resume: bool = False) -> Path:
     check_batch(recipe, int(os.environ.get("WORLD_SIZE", "1")))  # set by accelerate launch / torchrun
     check_extra_args(recipe)
     # recipe.yaml records the weights, not a preset's name, whose meaning may change between versions
-    recipe = replace(recipe, rewards=weights(recipe.rewards))
+    recipe = replace(recipe, rewards=weights(recipe.rewards), bf16=use_bf16(recipe.bf16))
     out = Path(recipe.out)
     dataset = make_dataset(recipe.data, recipe.images)
     model, processor, peft_config, cpu = prepare(recipe, out)
@@ -176,7 +177,7 @@ def train(recipe: GRPORecipe, resume: bool = False) -> Path:
         max_completion_length=recipe.max_completion_length, temperature=recipe.temperature, top_p=recipe.top_p,
         learning_rate=recipe.learning_rate, beta=recipe.beta, loss_type=recipe.loss_type, seed=recipe.seed,
         logging_steps=recipe.logging_steps, save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit,
-        bf16=recipe.bf16 and not cpu, use_cpu=cpu, use_vllm=recipe.use_vllm, vllm_mode=recipe.vllm_mode,
+        bf16=recipe.bf16, use_cpu=cpu, use_vllm=recipe.use_vllm, vllm_mode=recipe.vllm_mode,
         reward_weights=weights, report_to=recipe.report_to, gradient_checkpointing=recipe.gradient_checkpointing,
         remove_unused_columns=False, dataloader_num_workers=0, **recipe.extra_args)
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,

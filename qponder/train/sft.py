@@ -9,7 +9,7 @@ target is the answer alone. The loss covers the assistant turn only.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from qponder import prompts
@@ -58,7 +58,7 @@ class SFTRecipe:
     logging_steps: int = 10
     save_steps: int = 100
     save_total_limit: int = 2
-    bf16: bool = False
+    bf16: bool | None = None  # None: wherever the device does bf16 natively (qponder.models.precision)
     gradient_checkpointing: bool = False
     report_to: str = "tensorboard"
     trust_remote_code: bool = False
@@ -174,10 +174,12 @@ def train(recipe: SFTRecipe, resume: bool = False) -> Path:
     """Run SFT and write an HF folder (model + processor) to ``recipe.out``; returns it."""
     from trl import SFTConfig, SFTTrainer
 
+    from qponder.models.precision import use_bf16
     from qponder.train.common import optimizer_args, prepare, run
 
     if not recipe.model:
         raise QPonderError("sft: no --model given (a student folder from `qponder model init` or an HF VLM)")
+    recipe = replace(recipe, bf16=use_bf16(recipe.bf16))  # recipe.yaml records what ran, not "auto"
     out = Path(recipe.out)
     rows = sft_examples(recipe)
     dataset = make_dataset(rows)
@@ -189,7 +191,7 @@ def train(recipe: SFTRecipe, resume: bool = False) -> Path:
         lr_scheduler_type=recipe.lr_scheduler_type, warmup_steps=recipe.warmup_ratio,
         weight_decay=recipe.weight_decay, max_grad_norm=recipe.max_grad_norm, seed=recipe.seed,
         logging_steps=recipe.logging_steps, save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit,
-        bf16=recipe.bf16 and not cpu, use_cpu=cpu, gradient_checkpointing=recipe.gradient_checkpointing,
+        bf16=recipe.bf16, use_cpu=cpu, gradient_checkpointing=recipe.gradient_checkpointing,
         report_to=recipe.report_to, assistant_only_loss=True, max_length=None,
         remove_unused_columns=False, dataloader_num_workers=0, **recipe.extra_args)
     trainer_cls, extra = SFTTrainer, {}
