@@ -151,6 +151,21 @@ def test_bfloat16_towers_are_cached_too(tiny):
     assert (cache.misses, cache.hits) == (3, 3)
 
 
+def test_features_made_under_autocast_are_not_served_to_an_fp32_pass(tiny):
+    cache = FeatureCache(1 << 30)
+    model, proc = _frozen(tiny)
+    pixels = _pixels(proc, 2)
+    plain = _features(model, pixels)
+    assert cache_frozen_tower(model, cache)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 training: the same tower, bf16 features
+        assert _features(model, pixels).dtype == torch.bfloat16
+    torch.testing.assert_close(_features(model, pixels), plain)  # fp32 again: computed, not read back
+    assert (cache.misses, cache.hits) == (4, 0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _features(model, pixels)
+    assert (cache.misses, cache.hits) == (4, 2)
+
+
 def test_sft_learns_the_same_with_and_without_the_cache(tiny, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 

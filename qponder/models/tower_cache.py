@@ -169,8 +169,11 @@ def cache_frozen_tower(model, cache: FeatureCache | None = None) -> bool:
                  if v is not None and v is not False and k not in ("return_dict", "output_hidden_states")]
         if args or extra or pixel_values is None or pixel_values.dim() != 4 or not _reusable(tower):
             return original(pixel_values, *args, **kwargs)  # a call this cache was not built for
-        # the layers belong in the key: two models may read the same frozen tower at different depths
-        weights = (fingerprint(), tuple(layers))
+        # the layers belong in the key: two models may read the same frozen tower at different depths; so does
+        # autocast, whose bf16 features must not reach an fp32 pass of the same tower in the same process
+        device = pixel_values.device.type
+        cast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        weights = (fingerprint(), tuple(layers), cast)
         keys = [(weights, _digest(img)) for img in pixel_values]
         found = [cache.get(k) for k in keys]
         todo = {keys[i]: i for i, f in enumerate(found) if f is None}  # GRPO repeats each image once per rollout
