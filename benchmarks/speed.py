@@ -37,7 +37,7 @@ def matmul_flops(sizes: list[int], repeats: int, dtype: str = "float32") -> dict
 
     out = {}
     for n in sizes:
-        a, b = torch.randn(n, n, dtype=getattr(torch, dtype)), torch.randn(n, n, dtype=getattr(torch, dtype))
+        a, b = (torch.randn(n, n, dtype=getattr(torch, dtype)) for _ in range(2))
         a @ b  # warm-up
         rates = []
         for _ in range(repeats):

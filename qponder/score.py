@@ -85,8 +85,9 @@ class Scorer:
         from qponder.models.precision import use_bf16
 
         # bf16 weights where the device runs them natively, as inference servers do: 1.5x the images/s of fp32
-        # weights here, against 1.15x for autocast over fp32 weights, which recasts them at every token
-        dtype = torch.bfloat16 if use_bf16(kw.get("bf16")) else None
+        # weights here, against 1.15x for autocast over fp32 weights (docs/results.md, stop 14)
+        kw["bf16"] = use_bf16(kw.get("bf16"))
+        dtype = torch.bfloat16 if kw["bf16"] else None
         model, processor = load(str(path), trust_remote_code=trust_remote_code, dtype=dtype)
         if torch.cuda.is_available():  # under accelerate launch each process owns the GPU of its LOCAL_RANK
             model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
