@@ -61,6 +61,10 @@ class Scorer:
         self.model = model.eval()
         # None = where the device has bf16; fp32 weights then run under autocast (a caller's model is not cast)
         self.bf16 = use_bf16(bf16)
+        if self.bf16:
+            from qponder.models.precision import fast_cpu_decode
+
+            fast_cpu_decode(model)  # on a CPU: decode attention around SDPA's slow bf16 path; a no-op elsewhere
         if tower_cache:  # worth its memory when images come back: several models, or several passes over a set
             from qponder.models.tower_cache import cache_frozen_tower
 

@@ -22,3 +22,63 @@ def test_auto_follows_the_hardware(monkeypatch):
     for has in (True, False):
         monkeypatch.setattr(precision, "cpu_has_bf16", lambda has=has: has)
         assert use_bf16(None) is has
+
+
+def _attention_inputs(heads=4, kv_heads=4, q_len=1, kv_len=37, dtype=torch.bfloat16, bool_mask=False):
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(3, heads, q_len, 16, generator=g).to(dtype)
+    k = torch.randn(3, kv_heads, kv_len, 16, generator=g).to(dtype)
+    v = torch.randn(3, kv_heads, kv_len, 16, generator=g).to(dtype)
+    keep = torch.ones(3, 1, q_len, kv_len, dtype=torch.bool)
+    keep[0, ..., :5] = False  # a left-padded row, as batched generation makes
+    mask = keep if bool_mask else torch.zeros(keep.shape, dtype=dtype).masked_fill(~keep, torch.finfo(dtype).min)
+    return q, k, v, mask
+
+
+def test_decode_attention_matches_sdpa():
+    from types import SimpleNamespace
+
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from qponder.models.precision import _decode_attention
+
+    module = SimpleNamespace(training=False, is_causal=True, num_key_value_groups=2)
+    for kv_heads, bool_mask in ((4, False), (4, True), (2, False)):
+        module.num_key_value_groups = 4 // kv_heads
+        q, k, v, mask = _attention_inputs(kv_heads=kv_heads, bool_mask=bool_mask)
+        out, _ = _decode_attention(module, q, k, v, mask, scaling=0.25)
+        # the reference: fp32 SDPA on the same (bf16-rounded) inputs
+        m32 = mask if bool_mask else mask.float()
+        ref, _ = sdpa_attention_forward(module, q.float(), k.float(), v.float(), m32, scaling=0.25)
+        assert out.dtype == torch.bfloat16 and out.shape == ref.shape == (3, 1, 4, 16)
+        assert torch.allclose(out.float(), ref, atol=2e-2), (kv_heads, bool_mask)
+    # longer queries (prefill, training) and fp32 go to SDPA itself, bit for bit
+    for q_len, dtype in ((5, torch.bfloat16), (1, torch.float32)):
+        q, k, v, mask = _attention_inputs(q_len=q_len, dtype=dtype)
+        module.num_key_value_groups = 1
+        assert torch.equal(_decode_attention(module, q, k, v, mask)[0], sdpa_attention_forward(module, q, k, v, mask)[0])
+
+
+def test_fast_cpu_decode_switches_only_the_language_model(tmp_path):
+    import json
+
+    from qponder.models import load
+    from qponder.models.build import init_model
+    from qponder.models.precision import DECODE_ATTENTION, fast_cpu_decode
+
+    init_model("tiny", tmp_path / "tiny")
+    model, _ = load(str(tmp_path / "tiny"), dtype=torch.bfloat16)
+    assert fast_cpu_decode(model)
+    assert model.config.text_config._attn_implementation == DECODE_ATTENTION
+    assert model.config.vision_config._attn_implementation == "sdpa"
+    model.save_pretrained(tmp_path / "saved")
+    assert DECODE_ATTENTION not in (tmp_path / "saved" / "config.json").read_text()  # a loaded model's setting only
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    plain, _ = load(str(tmp_path / "tiny"), dtype=torch.bfloat16)
+    with torch.no_grad():
+        a = model.generate(input_ids=ids, max_new_tokens=8, do_sample=False, output_logits=True, return_dict_in_generate=True)
+        b = plain.generate(input_ids=ids, max_new_tokens=8, do_sample=False, output_logits=True, return_dict_in_generate=True)
+    for la, lb in zip(a.logits, b.logits):
+        assert torch.allclose(la.float(), lb.float(), atol=0.05, rtol=0.02)
+    assert not fast_cpu_decode(model)  # already switched: nothing to do
+    json.loads((tmp_path / "saved" / "config.json").read_text())

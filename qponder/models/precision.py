@@ -49,3 +49,50 @@ def autocast(model, enabled: bool):
     import torch
 
     return torch.autocast(device_type=model.device.type, dtype=torch.bfloat16)
+
+
+# torch's fused CPU attention (SDPA) is slow for a single bf16 query: 1.4 ms for 16 sequences x 6 heads x 350
+# cached positions, where two bf16 matmuls and a softmax take 0.3 ms (0.19 ms for fp32 SDPA). Generation asks
+# exactly that once per layer per new token, so it dominated the decode loop (docs/results.md, stop 15).
+# Longer queries (prefill, training) stay on SDPA, which is the faster of the two there.
+DECODE_ATTENTION = "qponder_cpu_decode"
+
+
+def _decode_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kw):
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    unusual = any(kw.get(k) is not None for k in ("softcap", "position_bias", "s_aux", "sliding_window"))
+    if (query.shape[2] != 1 or query.device.type != "cpu" or query.dtype != torch.bfloat16 or unusual
+            or (dropout and module.training)):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kw)
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:  # grouped-query attention: each key/value head serves `groups` query heads
+        key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
+    scores = torch.matmul(query, key.transpose(2, 3)) * (scaling if scaling is not None else query.shape[-1] ** -0.5)
+    if attention_mask is not None:
+        mask = attention_mask[..., : key.shape[-2]]
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
+
+
+def fast_cpu_decode(model) -> bool:
+    """Route the language model's single-token bf16 attention on a CPU around SDPA (see above); True when set.
+
+    Only a model on SDPA is switched, and only its language model (the vision tower never decodes). The setting
+    lives in the loaded model, not in its config file: a saved checkpoint still says nothing about it."""
+    from transformers import AttentionInterface
+
+    if hasattr(model, "get_base_model"):  # PEFT
+        model = model.get_base_model()
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(model, "set_attn_implementation") or model.device.type != "cpu":
+        return False
+    key = "text_config" if "text_config" in getattr(config, "sub_configs", {}) else ""
+    target = getattr(config, key) if key else config
+    if getattr(target, "_attn_implementation", None) != "sdpa":
+        return False
+    AttentionInterface.register(DECODE_ATTENTION, _decode_attention)
+    model.set_attn_implementation({key: DECODE_ATTENTION} if key else DECODE_ATTENTION)
+    return getattr(target, "_attn_implementation", None) == DECODE_ATTENTION

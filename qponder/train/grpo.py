@@ -47,6 +47,8 @@ class GRPORecipe:
     save_steps: int = 25
     save_total_limit: int = 2
     bf16: bool | None = None  # None: wherever the device does bf16 natively (qponder.models.precision)
+    # with bf16 on a CPU: rollouts from a bf16 copy of the policy (qponder.train.rollouts); full weights only
+    bf16_rollouts: bool = True
     gradient_checkpointing: bool = False  # 7B-scale policies need it; the tiny CPU students are faster without
     use_vllm: bool = False
     vllm_mode: str = "colocate"
@@ -180,6 +182,13 @@ def train(recipe: GRPORecipe, resume: bool = False) -> Path:
         bf16=recipe.bf16, use_cpu=cpu, use_vllm=recipe.use_vllm, vllm_mode=recipe.vllm_mode,
         reward_weights=weights, report_to=recipe.report_to, gradient_checkpointing=recipe.gradient_checkpointing,
         remove_unused_columns=False, dataloader_num_workers=0, **recipe.extra_args)
-    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
+    trainer_cls = GRPOTrainer
+    if (cpu and recipe.bf16 and recipe.bf16_rollouts and not recipe.lora and not recipe.use_vllm
+            and int(os.environ.get("WORLD_SIZE", "1")) == 1):
+        from qponder.models import load
+        from qponder.train.rollouts import bf16_rollouts
+
+        trainer_cls = bf16_rollouts(GRPOTrainer, lambda: load(recipe.model, trust_remote_code=recipe.trust_remote_code)[0])
+    trainer = trainer_cls(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                           processing_class=processor, peft_config=peft_config)
     return run(trainer, recipe, processor, out, resume)
