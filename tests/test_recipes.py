@@ -81,9 +81,9 @@ def test_dotted_override_sets_one_key_of_a_section():
     from qponder.demo import DemoRecipe
 
     r = build(DemoRecipe, RECIPES / "demo.yaml", ["grpo.seed=3", "distill.diagnosis_first=false"])
-    assert r.grpo["seed"] == 3 and r.grpo["max_steps"] == 80  # the file's other keys of the section stay
+    assert r.grpo["seed"] == 3 and r.grpo["max_steps"] == 60  # the file's other keys of the section stay
     assert r.distill["diagnosis_first"] is False
     g = build(DemoRecipe, None, ["grpo.beta=0.1"]).grpo  # no file: on top of the built-in section
-    assert g["beta"] == 0.1 and g["max_steps"] == 80
+    assert g["beta"] == 0.1 and g["max_steps"] == 60
     with pytest.raises(QPonderError, match="'test_stride' is not a mapping section"):
         build(DemoRecipe, None, ["test_stride.x=1"])
