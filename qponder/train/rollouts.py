@@ -3,8 +3,8 @@
 TRL generates with the policy itself: fp32 weights, and no autocast around ``generate`` (the loss's forward
 passes run under it). On the 2-core build machine that made generation most of a GRPO step. A bf16 copy of the
 policy, refreshed from its trainable weights before each generation, samples at bf16 speed, with decode
-attention kept off SDPA's slow bf16 path (``qponder.models.precision.fast_cpu_decode``): 39 % faster generation,
-24 % faster steps for the demo's 4 x 4 (docs/results.md, stop 15). Its samples differ from TRL's in bf16
+attention kept off SDPA's slow bf16 path (``qponder.models.precision.fast_cpu_decode``): 37 % faster generation,
+23 % faster steps for the demo's 4 x 4 (docs/results.md, stop 15). Its samples differ from TRL's in bf16
 rounding, so a seed's trajectory is not the one TRL's own rollouts would give; ``bf16_rollouts: false`` in the
 GRPO recipe restores those.
 
