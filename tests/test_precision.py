@@ -60,8 +60,6 @@ def test_decode_attention_matches_sdpa():
 
 
 def test_fast_cpu_decode_switches_only_the_language_model(tmp_path):
-    import json
-
     from qponder.models import load
     from qponder.models.build import init_model
     from qponder.models.precision import DECODE_ATTENTION, fast_cpu_decode
@@ -81,4 +79,3 @@ def test_fast_cpu_decode_switches_only_the_language_model(tmp_path):
     for la, lb in zip(a.logits, b.logits):
         assert torch.allclose(la.float(), lb.float(), atol=0.05, rtol=0.02)
     assert not fast_cpu_decode(model)  # already switched: nothing to do
-    json.loads((tmp_path / "saved" / "config.json").read_text())

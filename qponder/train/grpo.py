@@ -164,7 +164,8 @@ def train(recipe: GRPORecipe, resume: bool = False) -> Path:
 
     if not recipe.model or not recipe.data:
         raise QPonderError("grpo: --model (Q-Ponder-CI folder) and --data (meta/CSV with MOS) are required")
-    check_batch(recipe, int(os.environ.get("WORLD_SIZE", "1")))  # set by accelerate launch / torchrun
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
+    check_batch(recipe, world)
     check_extra_args(recipe)
     # recipe.yaml records the weights, not a preset's name, whose meaning may change between versions
     recipe = replace(recipe, rewards=weights(recipe.rewards), bf16=use_bf16(recipe.bf16))
@@ -183,12 +184,12 @@ def train(recipe: GRPORecipe, resume: bool = False) -> Path:
         reward_weights=weights, report_to=recipe.report_to, gradient_checkpointing=recipe.gradient_checkpointing,
         remove_unused_columns=False, dataloader_num_workers=0, **recipe.extra_args)
     trainer_cls = GRPOTrainer
-    if (cpu and recipe.bf16 and recipe.bf16_rollouts and not recipe.lora and not recipe.use_vllm
-            and int(os.environ.get("WORLD_SIZE", "1")) == 1):
+    if cpu and recipe.bf16 and recipe.bf16_rollouts and not recipe.lora and not recipe.use_vllm and world == 1:
         from qponder.models import load
         from qponder.train.rollouts import bf16_rollouts
 
-        trainer_cls = bf16_rollouts(GRPOTrainer, lambda: load(recipe.model, trust_remote_code=recipe.trust_remote_code)[0])
+        trainer_cls = bf16_rollouts(GRPOTrainer,
+                                    lambda: load(recipe.model, trust_remote_code=recipe.trust_remote_code)[0])
     trainer = trainer_cls(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                           processing_class=processor, peft_config=peft_config)
     return run(trainer, recipe, processor, out, resume)
