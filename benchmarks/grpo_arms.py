@@ -82,11 +82,15 @@ def main() -> None:
                           "srcc_delta": {s: round(m[s]["srcc"] - ci[s]["srcc"], 4) for s in demo.splits},
                           "srcc_expected_delta": {s: _delta(m[s], ci[s], "srcc_expected") for s in demo.splits},
                           "family_acc_delta_test": round(m["test"]["family_acc"] - ci["test"]["family_acc"], 4)}
+        earlier, arm_seeds = res["arms"].get(arm, {}), seeds
+        if earlier.get("overrides") == over:  # a call with other seeds adds to the arm instead of dropping its runs
+            runs = {**{n: r for n, r in earlier.get("runs", {}).items() if n not in runs}, **runs}
+            arm_seeds = sorted(set(seeds) | set(earlier.get("seeds", [])))
         deltas = {s: [r["srcc_delta"][s] for r in runs.values()] for s in demo.splits}
         exp = {s: [r["srcc_expected_delta"][s] for r in runs.values()] for s in demo.splits}
         fam = [r["family_acc_delta_test"] for r in runs.values()]
         res["arms"][arm] = {
-            "overrides": over, "seeds": seeds, "runs": runs,
+            "overrides": over, "seeds": arm_seeds, "runs": runs,
             "srcc_delta_mean": {s: round(statistics.fmean(v), 4) for s, v in deltas.items()},
             "srcc_delta_sd": {s: round(statistics.stdev(v), 4) if len(v) > 1 else None for s, v in deltas.items()},
             "family_acc_delta_mean": round(statistics.fmean(fam), 4)}
