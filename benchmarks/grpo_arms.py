@@ -71,21 +71,21 @@ def main() -> None:
     ci = summary("ci")
     res["ci"] = ci
     for arm, over in arms.items():
-        runs = {}
+        runs, prev = {}, res["arms"].get(arm, {})
         for seed in seeds:
             name = f"{arm}_s{seed}"
             m = summary("qponder" if folders[name] == a.run / "qponder" else name)
             timed = folders[name] / "arm_seconds.json"
-            earlier = res["arms"].get(arm, {}).get("runs", {}).get(name, {})  # runs timed before arm_seconds.json
+            earlier = prev.get("runs", {}).get(name, {})  # runs timed before arm_seconds.json
             took = json.loads(timed.read_text()) if timed.exists() else earlier.get("seconds")
             runs[name] = {"metrics": m, "seconds": took,
                           "srcc_delta": {s: round(m[s]["srcc"] - ci[s]["srcc"], 4) for s in demo.splits},
                           "srcc_expected_delta": {s: _delta(m[s], ci[s], "srcc_expected") for s in demo.splits},
                           "family_acc_delta_test": round(m["test"]["family_acc"] - ci["test"]["family_acc"], 4)}
-        earlier, arm_seeds = res["arms"].get(arm, {}), seeds
-        if earlier.get("overrides") == over:  # a call with other seeds adds to the arm instead of dropping its runs
-            runs = {**{n: r for n, r in earlier.get("runs", {}).items() if n not in runs}, **runs}
-            arm_seeds = sorted(set(seeds) | set(earlier.get("seeds", [])))
+        arm_seeds = seeds
+        if prev.get("overrides") == over:  # a call with other seeds adds to the arm instead of dropping its runs
+            runs = {**{n: r for n, r in prev.get("runs", {}).items() if n not in runs}, **runs}
+            arm_seeds = sorted(set(seeds) | set(prev.get("seeds", [])))
         deltas = {s: [r["srcc_delta"][s] for r in runs.values()] for s in demo.splits}
         exp = {s: [r["srcc_expected_delta"][s] for r in runs.values()] for s in demo.splits}
         fam = [r["family_acc_delta_test"] for r in runs.values()]
