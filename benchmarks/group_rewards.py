@@ -11,7 +11,11 @@ them with the recipe's reward terms, and reports per model:
 - how often the full mix orders two rollouts of a group differently from the mix without consistency
   (``pairs_reordered``), i.e. how often the consistency term changes which rollout GRPO prefers;
 - the sampled rollouts' parse rate, consistency rate (|implied - answer| < 0.5, the evaluator's rule) and mean
-  |answer - MOS|: what GRPO acts on, where the greedy evaluation sees only the mode.
+  |answer - MOS|: what GRPO acts on, where the greedy evaluation sees only the mode;
+- per term, the share of groups in which it differs between rollouts at all (``groups_varying``): a term that is
+  equal across a group gives every rollout the same advantage from it, however it is weighted;
+- on images with a single distortion family, how often a sampled rollout names that family, and how often all
+  rollouts of a group name the same family (``family_named_rate``, ``family_same_in_group``).
 
 Same images and sampling seeds for every model, so models differ only by their weights.
 
@@ -92,6 +96,7 @@ def main() -> None:
 
 def summarize(groups, funcs, w: dict, judge) -> dict:
     from qponder.eval.reasoning import CONSISTENT_WITHIN as within
+    from qponder.eval.reasoning import named_family
     from qponder.models.answer import parse
 
     share = dict.fromkeys(w, 0.0)
@@ -102,6 +107,8 @@ def summarize(groups, funcs, w: dict, judge) -> dict:
     errors = []
     pairs_sr = []  # (answer, implied, MOS) of every judged answer
     n = 0
+    varying = dict.fromkeys(w, 0)
+    fam_right = fam_seen = same_groups = fam_groups = 0
     for rec, texts in groups:
         cols = {"mos": [rec.mos] * len(texts), "family": [rec.family] * len(texts), "level": [rec.level] * len(texts)}
         terms = {f.__name__: [0.0 if v is None else v for v in f(texts, **cols)] for f in funcs if f.__name__ in w}
@@ -112,6 +119,13 @@ def summarize(groups, funcs, w: dict, judge) -> dict:
         total_var += var
         for k in w:
             sums[k] += sum(terms[k])
+            varying[k] += max(terms[k]) > min(terms[k])
+        if rec.family and rec.family != "none" and "+" not in rec.family:
+            named = [named_family(p.reasoning) if p.reasoning else None for p in map(parse, texts)]
+            fam_seen += len(named)
+            fam_right += sum(x == rec.family for x in named)
+            fam_groups += 1
+            same_groups += len(set(named)) == 1
         for k in w:  # sum_j (w_k r_kj - mean)(R_j - mean R): the covariances add up to the variance
             mk = statistics.fmean(terms[k])
             share[k] += sum(w[k] * (terms[k][j] - mk) * (full[j] - mean) for j in range(len(texts)))
@@ -149,6 +163,9 @@ def summarize(groups, funcs, w: dict, judge) -> dict:
         "within_group_reward_sd": round((total_var / n) ** 0.5, 4),
         "variance_share": {k: round(v / total_var, 4) if total_var else None for k, v in share.items()},
         "pairs_reordered": round(reordered / pairs, 4),
+        "groups_varying": {k: round(v / len(groups), 4) for k, v in varying.items()},
+        "family_named_rate": round(fam_right / fam_seen, 4) if fam_seen else None,
+        "family_same_in_group": round(same_groups / fam_groups, 4) if fam_groups else None,
     }
 
 
