@@ -20,8 +20,9 @@ def test_unknown_reward_is_a_clear_error():
     assert [f.__name__ for f in funcs] == ["accuracy_threshold", "format_lenient"] and weights == [1.0, 0.0]
     assert funcs[0](["<answer>3.40</answer>"], mos=[3.0]) == [1.0]  # the recipe's eps reached the function
     funcs, weights = reward_functions("qponder", {})
-    assert [f.__name__ for f in funcs] == ["format", "accuracy_continuous", "consistency", "format_lenient"]
-    assert weights == [0.2, 1.0, 0.25, 0.0]
+    assert [f.__name__ for f in funcs] == ["format", "accuracy_continuous", "consistency", "degradation",
+                                           "format_lenient"]
+    assert weights == [0.2, 1.0, 0.25, 0.25, 0.0]
     with pytest.raises(QPonderError, match="unknown reward preset 'qpondr'"):
         reward_functions("qpondr", {})
     with pytest.raises(QPonderError, match="does not use: ranking"):
@@ -35,7 +36,10 @@ def test_a_few_grpo_steps_change_the_weights(tmp_path):
     recs = []
     for i in range(8):
         Image.new("RGB", (64, 48), (30 * i, 20, 200 - 20 * i)).save(tmp_path / "images" / f"{i}.png")
-        recs.append(Record(f"{i}.png", 1 + i * 0.5, family="blur", level=1 + i % 5))
+        # half the images carry no distortion label, as on KonIQ: degradation returns None for them and TRL
+        # must still train on the rest of the mix (one image per step here, so some steps have no label at all)
+        recs.append(Record(f"{i}.png", 1 + i * 0.5, family="blur", level=1 + i % 5) if i % 2 else
+                    Record(f"{i}.png", 1 + i * 0.5))
     write_meta(recs, tmp_path / "metas" / "train.json")
     # GRPO starts from a cold-started model (Q-Ponder-CI): a random one never parses, so every reward is 0
     # and GRPO has no advantage to follow
@@ -57,7 +61,8 @@ def test_a_few_grpo_steps_change_the_weights(tmp_path):
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed and not any("vision_tower" in k for k in changed)  # the frozen tower stays as it was
     logs = [h for h in json.loads((out / "trainer_state.json").read_text()) if "reward" in h]
-    assert logs and all(f"rewards/{n}/mean" in logs[0] for n in ("format", "accuracy_continuous", "consistency", "format_lenient"))
+    assert logs and all(f"rewards/{n}/mean" in logs[0]
+                        for n in ("format", "accuracy_continuous", "consistency", "degradation", "format_lenient"))
     assert any(h["rewards/format_lenient/mean"] > 0 for h in logs)
 
     # a finished run resumed (the demo killed after training, before its stage marker) trains no step past
