@@ -37,7 +37,7 @@ def test_a_few_grpo_steps_change_the_weights(tmp_path):
     for i in range(8):
         Image.new("RGB", (64, 48), (30 * i, 20, 200 - 20 * i)).save(tmp_path / "images" / f"{i}.png")
         # half the images carry no distortion label, as on KonIQ: degradation returns None for them and TRL
-        # must still train on the rest of the mix (one image per step here, so some steps have no label at all)
+        # must still train on the rest of the mix (one image per step here, so a step may have no label at all)
         recs.append(Record(f"{i}.png", 1 + i * 0.5, family="blur", level=1 + i % 5) if i % 2 else
                     Record(f"{i}.png", 1 + i * 0.5))
     write_meta(recs, tmp_path / "metas" / "train.json")
