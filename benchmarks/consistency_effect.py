@@ -1,9 +1,9 @@
-"""Does the consistency term change the consistency rate? Every paired GRPO run of stops 5-13, pooled.
+"""Does the consistency term change the consistency rate? Every paired GRPO run of stops 5-21, pooled.
 
 Each stop's ``grpo_arms`` results hold GRPO runs from one Q-Ponder-CI with the same recipe and seed, with and
 without the consistency term. One stop has 3-5 such pairs, too few to tell a small effect from the seed. This
-script pools the pairs of all stops (21 at the recommended weight 0.25, 3 at weight 1.0, and the ungated
-term's ten seeds) and tests the paired differences with scipy: the greedy consistency rate on each held-out split, the
+script pools the pairs of all stops (21 at the gated weight 0.25, 3 at weight 1.0, the ungated term's ten
+seeds, and, from stop 21, both terms inside the preset with the degradation term, ten seeds each) and tests the paired differences with scipy: the greedy consistency rate on each held-out split, the
 written answer's SRCC, and the family accuracy; and, where ``group_rewards.py`` measured both runs of a pair, the
 sampled policy's consistency rate. It trains nothing; it reads ``benchmarks/results/grpo_arms_*.json`` and
 ``group_rewards*.json``.
@@ -38,12 +38,22 @@ PAIRS = [
     # stop 12: the accuracy factor dropped (rewards.consistency(gate=False)), at the largest weight that keeps the
     # promise; seeds 0-3 without the term are stop 11's runs, evaluated again into this file
     ("grpo_arms_stop12.json", "ungated", None, "accuracy", list(range(10)), "ungated 0.2", "the 384-wide CI"),
+    # stop 21: the term inside the preset (degradation 0.25 in every arm), from stop 16's CI; the gated runs are
+    # stops 18 and 20's, the runs without the term stop 21's
+    ("grpo_arms_stop21.json", "ung20", None, "nocons", list(range(10)), "ungated 0.2, with degradation",
+     "stop 16's CI"),
+    ("grpo_arms_stop18.json", "deg", "grpo_arms_stop21.json", "nocons", list(range(5)), "gated 0.25, with degradation",
+     "stop 16's CI"),
+    ("grpo_arms_stop20.json", "deg", "grpo_arms_stop21.json", "nocons", list(range(5, 10)),
+     "gated 0.25, with degradation", "stop 16's CI"),
 ]
 # The same pairs measured on the sampled policy (benchmarks/group_rewards.py: 96 training images x 4 rollouts at
 # temperature 1, as GRPO samples them): the rate the term acts on, where the greedy rate sees only the mode.
 # (run, arm with the term, arm without it, the term as used)
 SAMPLED = [("runs/demo_lm384", "qponder", "accuracy", "gated 0.25"),
-           ("runs/demo_lm384", "ungated", "accuracy", "ungated 0.2")]
+           ("runs/demo_lm384", "ungated", "accuracy", "ungated 0.2"),
+           ("runs/demo16", "ung20", "nocons", "ungated 0.2, with degradation"),
+           ("runs/demo16", "deg", "nocons", "gated 0.25, with degradation")]
 
 
 def pairs(results: Path) -> list[dict]:
