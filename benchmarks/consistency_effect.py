@@ -4,8 +4,9 @@ Each stop's ``grpo_arms`` results hold GRPO runs from one Q-Ponder-CI with the s
 without the consistency term. One stop has 3-5 such pairs, too few to tell a small effect from the seed. This
 script pools the pairs of all stops (21 at the gated weight 0.25, 3 at weight 1.0, the ungated term's ten
 seeds, and, from stop 21, both terms inside the preset with the degradation term, ten seeds each) and tests the
-paired differences with scipy: the greedy consistency rate on each held-out split, the written answer's SRCC, and the family accuracy; and, where ``group_rewards.py`` measured both runs of a pair, the
-sampled policy's consistency rate. It trains nothing; it reads ``benchmarks/results/grpo_arms_*.json`` and
+paired differences with scipy: the greedy consistency rate on each held-out split, the written answer's SRCC,
+and the family accuracy; and, where ``group_rewards.py`` measured both runs of a pair, the sampled policy's
+consistency rate. It trains nothing; it reads ``benchmarks/results/grpo_arms_*.json`` and
 ``group_rewards*.json``.
 
     .venv/bin/python benchmarks/consistency_effect.py     # -> benchmarks/results/consistency_effect.json
