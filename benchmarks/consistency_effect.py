@@ -43,8 +43,8 @@ PAIRS = [
     # stops 18 and 20's, the runs without the term stop 21's
     ("grpo_arms_stop21.json", "ung20", None, "nocons", list(range(10)), "ungated 0.2, with degradation",
      "stop 16's CI"),
-    ("grpo_arms_stop18.json", "deg", "grpo_arms_stop21.json", "nocons", list(range(5)), "gated 0.25, with degradation",
-     "stop 16's CI"),
+    ("grpo_arms_stop18.json", "deg", "grpo_arms_stop21.json", "nocons", list(range(5)),
+     "gated 0.25, with degradation", "stop 16's CI"),
     ("grpo_arms_stop20.json", "deg", "grpo_arms_stop21.json", "nocons", list(range(5, 10)),
      "gated 0.25, with degradation", "stop 16's CI"),
 ]
@@ -82,23 +82,51 @@ def pairs(results: Path) -> list[dict]:
     return rows
 
 
-def sampled_pairs(results: Path) -> list[dict]:
-    rates: dict[tuple[str, str], float] = {}
+def sampled_models(results: Path) -> dict[tuple[str, str], dict]:
+    """(run, model) -> its group_rewards.py measures, from every comparable file."""
+    models = {}
     for f in sorted(results.glob("group_rewards*.json")):
         d = json.loads(f.read_text())
         st = d["setting"]
         if (st.get("images"), st.get("seed"), st.get("temperature")) != (96, 0, 1.0):
             continue  # other images or sampling seeds: not comparable
         for model, v in d["models"].items():
-            rates[(st["run"], model)] = v["consistency_rate"]
+            models[(st["run"], model)] = v
+    return models
+
+
+def sampled_pairs(models: dict[tuple[str, str], dict]) -> list[dict]:
     rows = []
     for run, with_term, without, term in SAMPLED:
         for seed in range(20):
-            a, b = (rates.get((run, f"ablation/{arm}_s{seed}")) for arm in (with_term, without))
+            a, b = (models.get((run, f"ablation/{arm}_s{seed}")) for arm in (with_term, without))
             if a is not None and b is not None:
+                a, b = a["consistency_rate"], b["consistency_rate"]
                 rows.append({"run": run, "with": f"{with_term}_s{seed}", "without": f"{without}_s{seed}",
                              "term": term, "sampled_consistency": round(a - b, 4), "rates": [a, b]})
     return rows
+
+
+def sampled_arm_means(models: dict[tuple[str, str], dict], rows: list[dict]) -> dict:
+    """Per run and arm, over the seeds that have a pair: the mean of the sampled measures docs/results.md quotes."""
+    out: dict = {}
+    for r in rows:
+        for arm in (r["with"], r["without"]):
+            per_seed = out.setdefault(r["run"], {}).setdefault(arm.rsplit("_s", 1)[0], {})
+            per_seed[arm] = models[(r["run"], f"ablation/{arm}")]
+    keys = {"consistency_rate": lambda v: v["consistency_rate"], "mean_abs_error": lambda v: v["mean_abs_error"],
+            "consistency_rate_right": lambda v: v["consistency_rate_right"],
+            "consistency_rate_wrong": lambda v: v["consistency_rate_wrong"],
+            "consistency_variance_share": lambda v: v["variance_share"].get("consistency"),
+            "pairs_reordered": lambda v: v.get("pairs_reordered")}
+    for run, arms in out.items():
+        for arm, runs in arms.items():
+            means = {"seeds": len(runs)}
+            for k, get in keys.items():
+                vals = [get(v) for v in runs.values() if get(v) is not None]
+                means[k] = round(statistics.fmean(vals), 4) if vals else None
+            arms[arm] = means
+    return out
 
 
 def test(diffs: list[float]) -> dict:
@@ -130,7 +158,9 @@ def main() -> None:
         res["runs_below_0.8_with_without"] = [sum(r["consistency_min"][0] < 0.8 for r in group),
                                               sum(r["consistency_min"][1] < 0.8 for r in group)]
         out["tests"][weight] = res
-    out["sampled_pairs"] = sampled_pairs(a.results)
+    models = sampled_models(a.results)
+    out["sampled_pairs"] = sampled_pairs(models)
+    out["sampled_arm_means"] = sampled_arm_means(models, out["sampled_pairs"])
     for weight in dict.fromkeys(r["term"] for r in out["sampled_pairs"]):
         diffs = [r["sampled_consistency"] for r in out["sampled_pairs"] if r["term"] == weight]
         if len(diffs) > 1:
