@@ -134,8 +134,8 @@ def _gauss(d: float, width: float) -> float:
     return math.exp(-d * d / (2 * width * width))
 
 
-def consistency(completions, mos, judge: str | None = None, width: float = 0.5, gate: bool = True,
-                **_) -> list[float]:
+def consistency(completions, mos, judge: str | None = None, width: float = 0.5, gate: bool | str = True,
+                eps: float = 0.35, **_) -> list[float]:
     """Q-Ponder's reasoning-consistency reward: the reasoning alone must support the answer, and the answer the MOS.
 
     A judge (``qponder.judge``; the packaged text regressor by default) reads the ``<think>`` text with its
@@ -152,9 +152,17 @@ def consistency(completions, mos, judge: str | None = None, width: float = 0.5, 
     ``gate=False`` drops the accuracy factor (consistency = g(|s_r - s|)): every consistent answer is paid, right
     or wrong, so the term moves more of GRPO's ranking inside a group. The promise then rests on the weight
     alone: with accuracy_continuous 1.0 it holds for a consistency weight below 1 - g(0.35) = 0.217.
+
+    ``gate="threshold"`` pays agreement only to a right answer, Q-Insight's sense (|s - MOS| < eps):
+    consistency = 1[|s - MOS| < eps] * g(|s_r - s|). A wrong answer earns nothing from the term, so the promise
+    holds at any weight, and the weight is free to give the term a larger share of a group's ranking.
     """
+    from qponder.errors import QPonderError
     from qponder.judge import load_judge
 
+    if gate not in (True, False, "soft", "none", "threshold"):
+        raise QPonderError(f"consistency: gate must be true, false or 'threshold', got {gate!r}")
+    gate = {True: "soft", False: "none"}.get(gate, gate)
     parsed = [parse(_text(c)) for c in completions]
     implied = load_judge(judge).implied([p.reasoning if p.ok else None for p in parsed])
     out = []
@@ -163,7 +171,8 @@ def consistency(completions, mos, judge: str | None = None, width: float = 0.5, 
             out.append(0.0)
             continue
         agree = _gauss(abs(r - p.score), width)
-        out.append(_gauss(abs(p.score - m), width) * agree if gate else agree)
+        d = abs(p.score - m)
+        out.append(agree * {"soft": _gauss(d, width), "none": 1.0, "threshold": float(d < eps)}[gate])
     return out
 
 

@@ -114,6 +114,41 @@ def test_ungated_consistency_pays_agreement_alone_and_keeps_the_promise_below_02
         assert (best_wrong < worst_right) is holds
 
 
+def test_threshold_gated_consistency_pays_only_right_answers_and_keeps_the_promise_at_any_weight(judge):
+    mid = 3 - math.log(2)
+    s = round(mid, 2)
+    agree = conv(f"<think>blur</think><answer>{s:.2f}</answer>")
+    contradicts = conv("<think>blur</think><answer>4.80</answer>")
+    batch = [agree, agree, agree, contradicts, UNPARSEABLE]
+    mos = [s, s + 0.34, s + 0.35, 4.8, 2.3]
+    got = consistency(batch, mos=mos, judge=judge, gate="threshold")
+    assert got[0] == pytest.approx(g(abs(s - mid))) and got[1] == got[0]  # inside eps: agreement, undiscounted
+    assert got[2] == 0.0  # off by eps: wrong, however well the reasoning agrees
+    assert got[3] == pytest.approx(g(4.8 - mid)) and got[4] == 0.0
+    assert consistency([agree], mos=[s + 0.2], judge=judge, gate="threshold", eps=0.1) == [0.0]
+    # accuracy_continuous 1.0 + consistency w: a wrong answer (off by eps) whose reasoning agrees against a right
+    # one (just inside eps) whose reasoning contradicts it, at weights far past the other gates' caps
+    pair, pair_mos = [agree, contradicts], [s + 0.35, 4.8 - 0.34]
+    acc = accuracy_continuous(pair, mos=pair_mos)
+    cons = consistency(pair, mos=pair_mos, judge=judge, gate="threshold")
+    assert cons[0] == 0.0 and cons[1] > 0.0
+    for w in [0.25, 1.0, 4.0]:
+        assert acc[0] + w * cons[0] < acc[1] + w * cons[1]
+
+
+def test_consistency_rejects_an_unknown_gate_before_training(judge):
+    from qponder.errors import QPonderError
+    from qponder.train.grpo import reward_functions
+
+    with pytest.raises(QPonderError, match="gate"):
+        consistency([conv("<think>blur</think><answer>3.00</answer>")], mos=[3.0], judge=judge, gate="hard")
+    with pytest.raises(QPonderError, match="gate must be"):
+        reward_functions({"accuracy_continuous": 1.0, "consistency": 0.5}, {"consistency": {"gate": "hard"}})
+    funcs, ws = reward_functions({"accuracy_continuous": 1.0, "consistency": 0.5},
+                                 {"consistency": {"gate": "threshold", "judge": judge}})
+    assert ws[:2] == [1.0, 0.5] and [f.__name__ for f in funcs][:2] == ["accuracy_continuous", "consistency"]
+
+
 def test_consistent_wrong_never_beats_right_under_the_recommended_weights(judge):
     # whatever the reasoning implies, an answer off by >= 0.35 earns less than an exact one from accuracy+consistency
     w = PRESETS["qponder"]
