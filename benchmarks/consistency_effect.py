@@ -50,11 +50,12 @@ PAIRS = [
 ]
 # The same pairs measured on the sampled policy (benchmarks/group_rewards.py: 96 training images x 4 rollouts at
 # temperature 1, as GRPO samples them): the rate the term acts on, where the greedy rate sees only the mode.
-# (run, arm with the term, arm without it, the term as used)
-SAMPLED = [("runs/demo_lm384", "qponder", "accuracy", "gated 0.25"),
-           ("runs/demo_lm384", "ungated", "accuracy", "ungated 0.2"),
-           ("runs/demo16", "ung20", "nocons", "ungated 0.2, with degradation"),
-           ("runs/demo16", "deg", "nocons", "gated 0.25, with degradation")]
+# (run, arm with the term, run, arm without it, the term as used). Stop 22's run rebuilt stop 16's CI to the last
+# digit (docs/results.md, stop 22), so its arms pair with stop 21's runs of the same seeds.
+SAMPLED = [("runs/demo_lm384", "qponder", "runs/demo_lm384", "accuracy", "gated 0.25"),
+           ("runs/demo_lm384", "ungated", "runs/demo_lm384", "accuracy", "ungated 0.2"),
+           ("runs/demo16", "ung20", "runs/demo16", "nocons", "ungated 0.2, with degradation"),
+           ("runs/demo16", "deg", "runs/demo16", "nocons", "gated 0.25, with degradation")]
 
 
 def pairs(results: Path) -> list[dict]:
@@ -97,13 +98,15 @@ def sampled_models(results: Path) -> dict[tuple[str, str], dict]:
 
 def sampled_pairs(models: dict[tuple[str, str], dict]) -> list[dict]:
     rows = []
-    for run, with_term, without, term in SAMPLED:
+    for run, with_term, run_without, without, term in SAMPLED:
         for seed in range(20):
-            a, b = (models.get((run, f"ablation/{arm}_s{seed}")) for arm in (with_term, without))
+            a = models.get((run, f"ablation/{with_term}_s{seed}"))
+            b = models.get((run_without, f"ablation/{without}_s{seed}"))
             if a is not None and b is not None:
                 a, b = a["consistency_rate"], b["consistency_rate"]
-                rows.append({"run": run, "with": f"{with_term}_s{seed}", "without": f"{without}_s{seed}",
-                             "term": term, "sampled_consistency": round(a - b, 4), "rates": [a, b]})
+                rows.append({"run": run, "with": f"{with_term}_s{seed}", "run_without": run_without,
+                             "without": f"{without}_s{seed}", "term": term, "sampled_consistency": round(a - b, 4),
+                             "rates": [a, b]})
     return rows
 
 
@@ -111,9 +114,9 @@ def sampled_arm_means(models: dict[tuple[str, str], dict], rows: list[dict]) -> 
     """Per run and arm, over the seeds that have a pair: the mean of the sampled measures docs/results.md quotes."""
     out: dict = {}
     for r in rows:
-        for arm in (r["with"], r["without"]):
-            per_seed = out.setdefault(r["run"], {}).setdefault(arm.rsplit("_s", 1)[0], {})
-            per_seed[arm] = models[(r["run"], f"ablation/{arm}")]
+        for run, arm in ((r["run"], r["with"]), (r["run_without"], r["without"])):
+            per_seed = out.setdefault(run, {}).setdefault(arm.rsplit("_s", 1)[0], {})
+            per_seed[arm] = models[(run, f"ablation/{arm}")]
     keys = {"consistency_rate": lambda v: v["consistency_rate"], "mean_abs_error": lambda v: v["mean_abs_error"],
             "consistency_rate_right": lambda v: v["consistency_rate_right"],
             "consistency_rate_wrong": lambda v: v["consistency_rate_wrong"],

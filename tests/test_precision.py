@@ -21,7 +21,23 @@ def test_auto_follows_the_hardware(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for has in (True, False):
         monkeypatch.setattr(precision, "cpu_has_bf16", lambda has=has: has)
+        monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 4.3)
         assert use_bf16(None) is has
+
+
+def test_auto_takes_bf16_only_where_it_measures_faster(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    for speedup, chosen in [(4.3, True), (1.25, True), (1.1, False), (0.52, False)]:
+        monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda s=speedup: s)
+        assert use_bf16(None) is chosen
+    assert use_bf16(True)  # an explicit setting is never second-guessed
+
+
+def test_the_probe_measures_this_cpu():
+    ratio = precision.cpu_bf16_speedup(n=64, reps=2)
+    assert 0.01 < ratio < 100  # a real timing ratio, whatever the machine
+    assert precision.cpu_bf16_speedup(n=64, reps=2) == ratio  # measured once per process
 
 
 def _attention_inputs(heads=4, kv_heads=4, q_len=1, kv_len=37, dtype=torch.bfloat16, bool_mask=False):

@@ -3,6 +3,9 @@
 On the 2-core build machine (AMD EPYC with AVX512-BF16) a bf16 matmul runs 4.3x faster than fp32
 (~900 against ~210 GFLOP/s) and the demo's SFT steps 2.1x faster under autocast (docs/results.md, stop 14).
 A CPU without bf16 instructions emulates it and gets slower, so ``None`` ("auto") asks the hardware first.
+The flag is not enough: on a 2-core Intel Xeon with AVX512-BF16 but no AMX, torch's bf16 matmul ran at half the
+fp32 speed (~160 against ~300 GFLOP/s) and the demo's SFT took 2.7x longer than on the AMD machine
+(docs/results.md, stop 22). So "auto" also times one small matmul both ways and takes bf16 only where it wins.
 Autocast keeps the weights, the optimizer and the saved checkpoints in fp32; only matmul inputs are cast.
 """
 
@@ -31,15 +34,42 @@ def _cpuinfo() -> str:
         return ""
 
 
+# bf16 must beat fp32 by this much in the probe: a wide enough margin that timing noise cannot flip the choice
+# (the machines measured so far sit at 4.3x and 0.5x)
+MIN_CPU_SPEEDUP = 1.2
+
+
+@functools.cache
+def cpu_bf16_speedup(n: int = 512, reps: int = 8) -> float:
+    """fp32 matmul time over bf16 matmul time on this CPU, with torch's current threads (best of 3; ~0.1 s)."""
+    import time
+
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x, y = a.to(dtype), b.to(dtype)
+        x @ y  # oneDNN picks and caches its kernel on the first call
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            for _ in range(reps):
+                x @ y
+            times.append(time.perf_counter() - t)
+        best[dtype] = min(times)
+    return best[torch.float32] / max(best[torch.bfloat16], 1e-9)
+
+
 def use_bf16(setting: bool | None) -> bool:
-    """A recipe's ``bf16`` resolved: True / False as given; None = wherever the device does bf16 natively."""
+    """A recipe's ``bf16`` resolved: True / False as given; None = wherever the device runs bf16 faster than fp32."""
     if setting is not None:
         return bool(setting)
     import torch
 
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
-    return cpu_has_bf16()
+    return cpu_has_bf16() and cpu_bf16_speedup() >= MIN_CPU_SPEEDUP
 
 
 def autocast(model, enabled: bool):
