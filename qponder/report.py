@@ -106,13 +106,13 @@ def _get(models: dict, model: str, split: str, key: str):
     return models.get(model, {}).get(split, {}).get(key)
 
 
-def compute_bars(models: dict) -> list[dict]:
+def compute_bars(models: dict, stages: dict | None = None) -> list[dict]:
     """The quality bars the recipe must clear; passed is None when an input was not measured."""
     def bar(name, value, target, op):
         if value is None or target is None:
             return {"name": name, "value": value, "target": target, "op": op, "gap": None, "passed": None}
-        gap = target - value if op == "<" else value - target
-        passed = {">=": gap >= 0, ">": gap > 0, "<": gap > 0}[op]
+        gap = target - value if op in ("<", "<=") else value - target
+        passed = {">=": gap >= 0, ">": gap > 0, "<": gap > 0, "<=": gap >= 0}[op]
         return {"name": name, "value": value, "target": target, "op": op, "gap": gap, "passed": bool(passed)}
 
     g = lambda m, s="test", k="srcc": _get(models, m, s, k)  # noqa: E731
@@ -129,7 +129,17 @@ def compute_bars(models: dict) -> list[dict]:
     qf = g("qponder", k="family_acc")
     bars.append(bar("Q-Ponder test family accuracy", qf, 0.90, ">="))
     bars.append(bar("Q-Ponder test family accuracy above the teacher's", qf, g("teacher", k="family_acc"), ">"))
+    bars.append(bar("demo minutes, every stage (the bar is for the 2-core CPU)", demo_minutes(stages), 20.0, "<="))
     return bars
+
+
+def demo_minutes(stages: dict | None) -> float | None:
+    """The demo's time: its stages' seconds summed (a resumed run counts each stage once), None if one is missing."""
+    from qponder.demo import STAGES
+
+    stages = stages or {}
+    secs = [stages.get(s, {}).get("seconds") for s in STAGES if s != "report"]  # the report times nothing it trains
+    return None if any(v is None for v in secs) else round(sum(secs) / 60, 1)
 
 
 def _grpo_log(run_dir: Path) -> list[dict]:
@@ -357,7 +367,7 @@ def write_report(run_dir, out=None) -> dict:
     out = Path(out) if out is not None else run_dir
     out.mkdir(parents=True, exist_ok=True)
     summary = collect(run_dir)
-    summary["bars"] = compute_bars(summary["models"])
+    summary["bars"] = compute_bars(summary["models"], summary["stages"])
     log = _grpo_log(run_dir)
     kl = [e["kl"] for e in log if e.get("kl") is not None]
     summary["grpo"] = {"steps": len(log), "reward_first": log[0]["reward"], "reward_last": log[-1]["reward"],
