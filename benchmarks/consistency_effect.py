@@ -1,12 +1,12 @@
-"""Does the consistency term change the consistency rate? Every paired GRPO run of stops 5-21, pooled.
+"""Does the consistency term change the consistency rate? Every paired GRPO run of stops 5-22, pooled.
 
 Each stop's ``grpo_arms`` results hold GRPO runs from one Q-Ponder-CI with the same recipe and seed, with and
 without the consistency term. One stop has 3-5 such pairs, too few to tell a small effect from the seed. This
 script pools the pairs of all stops (21 at the gated weight 0.25, 3 at weight 1.0, the ungated term's ten
-seeds, and, from stop 21, both terms inside the preset with the degradation term, ten seeds each) and tests the
-paired differences with scipy: the greedy consistency rate on each held-out split, the written answer's SRCC,
-and the family accuracy; and, where ``group_rewards.py`` measured both runs of a pair, the sampled policy's
-consistency rate. It trains nothing; it reads ``benchmarks/results/grpo_arms_*.json`` and
+seeds, from stop 21 both terms inside the preset with the degradation term, ten seeds each, and from stop 22
+the threshold-gated term) and tests the paired differences with scipy: the greedy consistency rate on each
+held-out split, the written answer's SRCC, and the family accuracy; and, where ``group_rewards.py`` measured
+both runs of a pair, the sampled policy's consistency rate. It trains nothing; it reads ``benchmarks/results/grpo_arms_*.json`` and
 ``group_rewards*.json``.
 
     .venv/bin/python benchmarks/consistency_effect.py     # -> benchmarks/results/consistency_effect.json
@@ -47,6 +47,10 @@ PAIRS = [
      "gated 0.25, with degradation", "stop 16's CI"),
     ("grpo_arms_stop20.json", "deg", "grpo_arms_stop21.json", "nocons", list(range(5, 10)),
      "gated 0.25, with degradation", "stop 16's CI"),
+    # stop 22: the threshold gate (paid only within 0.35 of the MOS), free of the weight cap, at 0.5; from stop 22's
+    # fp32 CI, each arm in its own one-thread process
+    ("grpo_arms_stop22_thr.json", "thr", "grpo_arms_stop22_nocons.json", "nocons", list(range(10)),
+     "threshold-gated 0.5, with degradation", "stop 22's fp32 CI"),
 ]
 # The same pairs measured on the sampled policy (benchmarks/group_rewards.py: 96 training images x 4 rollouts at
 # temperature 1, as GRPO samples them): the rate the term acts on, where the greedy rate sees only the mode.
@@ -55,7 +59,8 @@ PAIRS = [
 SAMPLED = [("runs/demo_lm384", "qponder", "runs/demo_lm384", "accuracy", "gated 0.25"),
            ("runs/demo_lm384", "ungated", "runs/demo_lm384", "accuracy", "ungated 0.2"),
            ("runs/demo16", "ung20", "runs/demo16", "nocons", "ungated 0.2, with degradation"),
-           ("runs/demo16", "deg", "runs/demo16", "nocons", "gated 0.25, with degradation")]
+           ("runs/demo16", "deg", "runs/demo16", "nocons", "gated 0.25, with degradation"),
+           ("runs/demo22f", "thr", "runs/demo22f", "nocons", "threshold-gated 0.5, with degradation")]
 
 
 def pairs(results: Path) -> list[dict]:
