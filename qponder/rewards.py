@@ -160,9 +160,8 @@ def consistency(completions, mos, judge: str | None = None, width: float = 0.5, 
     from qponder.errors import QPonderError
     from qponder.judge import load_judge
 
-    if gate not in (True, False, "soft", "none", "threshold"):
+    if gate not in (True, False, "threshold"):
         raise QPonderError(f"consistency: gate must be true, false or 'threshold', got {gate!r}")
-    gate = {True: "soft", False: "none"}.get(gate, gate)
     parsed = [parse(_text(c)) for c in completions]
     implied = load_judge(judge).implied([p.reasoning if p.ok else None for p in parsed])
     out = []
@@ -172,7 +171,7 @@ def consistency(completions, mos, judge: str | None = None, width: float = 0.5, 
             continue
         agree = _gauss(abs(r - p.score), width)
         d = abs(p.score - m)
-        out.append(agree * {"soft": _gauss(d, width), "none": 1.0, "threshold": float(d < eps)}[gate])
+        out.append(agree * (float(d < eps) if gate == "threshold" else _gauss(d, width) if gate else 1.0))
     return out
 
 

@@ -73,8 +73,8 @@ def reward_functions(weights: dict, kwargs: dict) -> tuple[list, list[float]]:
         if name not in REWARDS:
             raise QPonderError(f"unknown reward {name!r}; available: {', '.join(REWARDS)}")
         fn, kw = REWARDS[name], dict(kwargs.get(name, {}))
-        if name == "consistency":
-            fn([], mos=[], **kw)  # a bad gate or judge path fails here, before the model loads
+        # a dry call: a bad setting (a consistency gate, a judge path) fails here, before the model loads
+        fn([], mos=[], image=[], family=[], level=[], **kw)
 
         def bound(completions, _fn=fn, _kw=kw, **cols):
             return _fn(completions, **cols, **_kw)
