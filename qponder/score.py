@@ -55,12 +55,14 @@ def build_messages(prompt: str, completion: str | None = None) -> list[dict]:
 class Scorer:
     def __init__(self, model, processor, batch_size: int = 8, max_new_tokens: int = 256,
                  temperature: float = 1.0, name: str = "model", tower_cache: bool = False,
-                 bf16: bool | None = None):
-        from qponder.models.precision import use_bf16
+                 bf16: bool | None = None, static_cache: bool | None = None):
+        from qponder.models.precision import use_bf16, use_static_cache
 
         self.model = model.eval()
         # None = where the device has bf16; fp32 weights then run under autocast (a caller's model is not cast)
         self.bf16 = use_bf16(bf16)
+        # None = on a CPU in fp32, where writing the cache in place beats growing it (qponder.models.precision)
+        self.static_cache = use_static_cache(static_cache, model.device.type, self.bf16)
         if self.bf16:
             from qponder.models.precision import fast_cpu_decode
 
@@ -115,6 +117,8 @@ class Scorer:
         inputs = inputs.to(self.model.device)
         tok = self.processor.tokenizer
         kw = dict(max_new_tokens=self.max_new_tokens, pad_token_id=tok.pad_token_id)
+        if self.static_cache:
+            kw["cache_implementation"] = "static"
         digits = self.digit_ids
         recorder = DigitLogits(digits) if digits else None
         if recorder:

@@ -54,9 +54,10 @@ def test_a_few_grpo_steps_change_the_weights(tmp_path):
     recipe = GRPORecipe(model=str(ci), data=str(tmp_path / "metas" / "train.json"),
                         out=str(tmp_path / "grpo"), max_steps=3, per_device_train_batch_size=4, num_generations=4,
                         max_completion_length=12, learning_rate=1e-3, beta=0.0, temperature=1.5, logging_steps=1, save_steps=3,
-                        report_to="none",
+                        report_to="none", static_cache=True,  # the fp32 CPU default, forced where bf16 runs
                         rewards={"format": 0.5, "accuracy_continuous": 1.0, "consistency": 0.25, "degradation": 0.5})
     out = train(recipe)
+    assert "static_cache: true" in (out / "recipe.yaml").read_text()
     after = load_file(out / "model.safetensors")
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed and not any("vision_tower" in k for k in changed)  # the frozen tower stays as it was

@@ -3,7 +3,7 @@
 import torch
 
 from qponder.models import precision
-from qponder.models.precision import cpu_has_bf16, use_bf16
+from qponder.models.precision import cpu_has_bf16, use_bf16, use_static_cache
 
 ZEN4 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
 SKYLAKE = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\nbugs\t\t: avx512_bf16\n"
@@ -49,6 +49,13 @@ def _attention_inputs(heads=4, kv_heads=4, q_len=1, kv_len=37, dtype=torch.bfloa
     keep[0, ..., :5] = False  # a left-padded row, as batched generation makes
     mask = keep if bool_mask else torch.zeros(keep.shape, dtype=dtype).masked_fill(~keep, torch.finfo(dtype).min)
     return q, k, v, mask
+
+
+def test_static_cache_auto_is_for_fp32_on_a_cpu():
+    assert use_static_cache(None, "cpu", bf16=False)
+    assert not use_static_cache(None, "cpu", bf16=True)  # bf16 rounds differently with it; left as it was
+    assert not use_static_cache(None, "cuda", bf16=False)
+    assert use_static_cache(True, "cuda", bf16=True) and not use_static_cache(False, "cpu", bf16=False)
 
 
 def test_decode_attention_matches_sdpa():

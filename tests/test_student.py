@@ -83,6 +83,18 @@ def test_scorer_is_deterministic_and_samples(tiny, images):
     assert s1.text == s2.text
 
 
+def test_static_cache_gives_the_same_tokens(tiny, images):
+    model, proc = load(str(tiny))
+    static = Scorer(model, proc, max_new_tokens=24, bf16=False, static_cache=True)
+    dynamic = Scorer(model, proc, max_new_tokens=24, bf16=False, static_cache=False)
+    assert Scorer(model, proc, bf16=False).static_cache == (model.device.type == "cpu")  # the default
+    pics = [Image.open(p).convert("RGB") for p in images]
+    for do_sample in (False, True):
+        a = static.generate(pics, do_sample=do_sample, seed=3)
+        b = dynamic.generate(pics, do_sample=do_sample, seed=3)
+        assert [t for t, _, _ in a] == [t for t, _, _ in b] and all(n > 0 for _, n, _ in a)
+
+
 def test_score_cli_json_twice_identical(tiny, images):
     cmd = [sys.executable, "-m", "qponder.cli", "score", "--model", str(tiny), "--json", "--max-new-tokens", "10",
            *map(str, images)]
@@ -114,6 +126,9 @@ def test_same_loader_and_scorer_take_a_qwen25vl_folder(tmp_path, images):
     assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
     r = Scorer(model, _, max_new_tokens=6).score(images[:2])
     assert len(r) == 2 and all(x.tokens > 0 for x in r)
+    # its 3-D rotary positions survive the static cache that fp32 CPU decoding uses by default
+    dynamic = Scorer(model, _, max_new_tokens=6, static_cache=False).score(images[:2])
+    assert [x.text for x in r] == [x.text for x in dynamic]
 
 
 def test_scorer_bf16(tiny, images):
