@@ -77,6 +77,11 @@ ARMS: dict[str, dict] = {
                        "sft": {"bf16": True, "max_steps": 600}},
     "lm384_bf16_900": {"student": {"lm_hidden": 384, "lm_intermediate": 1536, "lm_heads": 6},
                        "sft": {"bf16": True, "max_steps": 900}},
+    # stop 23: the demo's two SFT stages (600 steps) in bf16 on a machine whose demo trains in fp32, and the
+    # no-CoT stage with another data order: is "no-CoT < CI" a property of the recipe or of the precision?
+    "nocot600_bf16": {"sft": {"reasoning": False, "max_steps": 600, "bf16": True}},
+    "nocot600_s1": {"sft": {"reasoning": False, "max_steps": 600, "seed": 1}},
+    "ci600_bf16": {"sft": {"max_steps": 600, "bf16": True}},
 }
 
 
