@@ -82,6 +82,8 @@ ARMS: dict[str, dict] = {
     "nocot600_bf16": {"sft": {"reasoning": False, "max_steps": 600, "bf16": True}},
     "nocot600_s1": {"sft": {"reasoning": False, "max_steps": 600, "seed": 1}},
     "ci600_bf16": {"sft": {"max_steps": 600, "bf16": True}},
+    "ci600_s1": {"sft": {"max_steps": 600, "seed": 1}},
+    "nocot600_bf16_s1": {"sft": {"reasoning": False, "max_steps": 600, "bf16": True, "seed": 1}},
 }
 
 
