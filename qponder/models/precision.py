@@ -130,9 +130,9 @@ def fast_cpu_decode(model) -> bool:
 
 # transformers' default DynamicCache grows every layer's keys and values with torch.cat at every new token, so a
 # CPU decode step copies the whole cache 2 x layers times: 26 % of the demo's fp32 Scorer time on the 2-core
-# Intel machine. A static cache is allocated once and written in place: the same tokens to the digit in fp32,
-# generation 15 % faster in the Scorer and 23 % faster in GRPO's rollouts (docs/results.md, stop 23). In bf16 it
-# gained 7 % here but changed some tokens' rounding, so "auto" leaves bf16 (the AMD machines' path) as it was.
+# Intel machine. A static cache is allocated once and written in place: the same tokens in fp32, the Scorer
+# 1.16x and GRPO's rollouts 1.32x faster (docs/results.md, stop 23). In bf16 it gained 1.05x there but changed
+# the rounding of 63 of 64 greedy completions, so "auto" leaves bf16 (the AMD machines' path) as it was.
 def use_static_cache(setting: bool | None, device_type: str, bf16: bool) -> bool:
     """A ``static_cache`` setting resolved: True / False as given; None = on a CPU generating in fp32."""
     if setting is not None:
