@@ -84,6 +84,9 @@ ARMS: dict[str, dict] = {
     "ci600_bf16": {"sft": {"max_steps": 600, "bf16": True}},
     "ci600_s1": {"sft": {"max_steps": 600, "seed": 1}},
     "nocot600_bf16_s1": {"sft": {"reasoning": False, "max_steps": 600, "bf16": True, "seed": 1}},
+    "nocot600_s2": {"sft": {"reasoning": False, "max_steps": 600, "seed": 2}},
+    "nocot600_bf16_s2": {"sft": {"reasoning": False, "max_steps": 600, "bf16": True, "seed": 2}},
+    "ci600_s2": {"sft": {"max_steps": 600, "seed": 2}},
 }
 
 
