@@ -23,12 +23,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-def cpu_name() -> str:
-    from qponder.models.precision import _cpuinfo
-
-    return next((ln.split(":", 1)[1].strip() for ln in _cpuinfo().splitlines() if ln.startswith("model name")), "cpu")
-
-
 def scorer(run: Path, n: int, repeats: int) -> dict:
     import torch
     from PIL import Image
@@ -109,7 +103,9 @@ def main() -> None:
     a = ap.parse_args()
     import torch
 
-    res = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__, "run": str(a.run),
+    from qponder.models.precision import cpu_model
+
+    res = {"cpu": cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__, "run": str(a.run),
            "scorer": scorer(a.run, a.images, a.repeats)}
     print(json.dumps(res["scorer"], indent=1), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,7 +114,7 @@ def main() -> None:
     res["grpo"]["same_log"] = d["per_step"] == s["per_step"]
     res["grpo"]["generate_speedup"] = round(d["generate_per_step"] / s["generate_per_step"], 3)
     res["grpo"]["step_speedup"] = round(d["seconds_per_step"] / s["seconds_per_step"], 3)
-    out = a.out or Path(__file__).parent / "results" / f"decode_cache_{re.sub(r'[^a-z0-9]+', '_', cpu_name().lower())}.json"
+    out = a.out or Path(__file__).parent / "results" / f"decode_cache_{re.sub(r'[^a-z0-9]+', '_', res['cpu'].lower())}.json"
     out.write_text(json.dumps(res, indent=1))
     print(json.dumps({k: v for k, v in res.items() if k != "scorer"}, indent=1))
 

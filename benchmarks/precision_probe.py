@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import time
 from pathlib import Path
@@ -39,8 +38,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     info = precision._cpuinfo()
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")),
-                 platform.processor() or "unknown")
+    model = precision.cpu_model()
     flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
     rows = []
     for n in (384, 1024, 2048):

@@ -89,10 +89,14 @@ def test_static_cache_gives_the_same_tokens(tiny, images):
     dynamic = Scorer(model, proc, max_new_tokens=24, bf16=False, static_cache=False)
     assert Scorer(model, proc, bf16=False).static_cache == (model.device.type == "cpu")  # the default
     pics = [Image.open(p).convert("RGB") for p in images]
+    asked = []  # what each Scorer really passes to generate: equal outputs alone would not show a static cache ran
+    generate = model.generate
+    model.generate = lambda *a, **k: asked.append(k.get("cache_implementation")) or generate(*a, **k)
     for do_sample in (False, True):
         a = static.generate(pics, do_sample=do_sample, seed=3)
         b = dynamic.generate(pics, do_sample=do_sample, seed=3)
         assert [t for t, _, _ in a] == [t for t, _, _ in b] and all(n > 0 for _, n, _ in a)
+    assert asked == ["static", None, "static", None]
 
 
 def test_score_cli_json_twice_identical(tiny, images):

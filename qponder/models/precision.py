@@ -26,6 +26,14 @@ def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
     return any(f in flags for f in CPU_BF16_FLAGS)
 
 
+def cpu_model() -> str:
+    """This CPU's model name from ``/proc/cpuinfo`` (results files of machine-dependent benchmarks carry it)."""
+    import platform
+
+    return next((ln.split(":", 1)[1].strip() for ln in _cpuinfo().splitlines() if ln.startswith("model name")),
+                platform.processor() or "unknown")
+
+
 @functools.cache
 def _cpuinfo() -> str:
     try:
