@@ -191,7 +191,7 @@ def check(r: DemoRecipe) -> None:
     from qponder.data.synth import SynthConfig
     from qponder.models.build import StudentSpec, get_preset
     from qponder.teachers.distill import DistillRecipe
-    from qponder.train.grpo import GRPORecipe, reward_functions
+    from qponder.train.grpo import GRPORecipe, check_aggregation, reward_functions
     from qponder.train.sft import SFTRecipe
 
     _dataclass(SynthConfig, r.synth, "synth", out="x").resolved()
@@ -201,8 +201,9 @@ def check(r: DemoRecipe) -> None:
     _dataclass(SFTRecipe, r.sft, "sft")
     g = _dataclass(GRPORecipe, r.grpo, "grpo")
     reward_functions(g.rewards, g.reward_kwargs)
+    check_aggregation(g)
     from qponder.config import typed
-    from qponder.rewards import weights
+    from qponder.rewards import explicit_kwargs, weights
 
     # stored typed, so the run's demo.yaml reads back as it ran (a --set "2e-05" would stay a string there)
     for name, cls in (("synth", SynthConfig), ("student", StudentSpec), ("distill", DistillRecipe),
@@ -211,6 +212,9 @@ def check(r: DemoRecipe) -> None:
     get_preset(r.preset, **r.student)  # an unknown preset fails now too
     # a preset's name is stored as its weights: the run must say what it trained with after a preset changes
     r.grpo["rewards"] = weights(g.rewards)
+    # and so are the defaults that decide what the weights mean (both changed at stop 24)
+    r.grpo.setdefault("multi_objective_aggregation", g.multi_objective_aggregation)
+    r.grpo["reward_kwargs"] = explicit_kwargs(r.grpo["rewards"], r.grpo.get("reward_kwargs", {}))
     from qponder.eval.baselines import create_baseline
 
     for name in r.baselines:  # a missing package must fail now, not in the eval stage after the training ones

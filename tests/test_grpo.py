@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -22,7 +23,7 @@ def test_unknown_reward_is_a_clear_error():
     funcs, weights = reward_functions("qponder", {})
     assert [f.__name__ for f in funcs] == ["format", "accuracy_continuous", "consistency", "degradation",
                                            "format_lenient"]
-    assert weights == [0.2, 1.0, 0.25, 0.25, 0.0]
+    assert weights == [0.2, 1.0, 1.0, 0.25, 0.0]
     with pytest.raises(QPonderError, match="unknown reward preset 'qpondr'"):
         reward_functions("qpondr", {})
     with pytest.raises(QPonderError, match="does not use: ranking"):
@@ -57,7 +58,11 @@ def test_a_few_grpo_steps_change_the_weights(tmp_path):
                         report_to="none", static_cache=True,  # the fp32 CPU default, forced where bf16 runs
                         rewards={"format": 0.5, "accuracy_continuous": 1.0, "consistency": 0.25, "degradation": 0.5})
     out = train(recipe)
-    assert "static_cache: true" in (out / "recipe.yaml").read_text()
+    written = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert written["static_cache"] is True
+    # what the weights mean is written out, not left to defaults that changed at stop 24
+    assert written["multi_objective_aggregation"] == "normalize_then_sum"
+    assert written["reward_kwargs"]["consistency"]["gate"] == "threshold"
     after = load_file(out / "model.safetensors")
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed and not any("vision_tower" in k for k in changed)  # the frozen tower stays as it was
@@ -73,6 +78,17 @@ def test_a_few_grpo_steps_change_the_weights(tmp_path):
     assert all(torch.equal(after[k], again[k]) for k in after)
     assert [p.name for p in (out / "checkpoints").glob("checkpoint-*")] == ["checkpoint-3"]
     assert [h for h in json.loads((out / "trainer_state.json").read_text()) if "reward" in h] == logs
+
+
+def test_aggregation_reaches_grpo_config_and_a_bad_one_is_a_clear_error(tmp_path):
+    from qponder.train.grpo import check_aggregation
+
+    check_aggregation(GRPORecipe(multi_objective_aggregation="sum_then_normalize"))
+    with pytest.raises(QPonderError, match="multi_objective_aggregation is 'mean'; use one of normalize_then_sum"):
+        train(GRPORecipe(model="x", data="y", multi_objective_aggregation="mean", out=str(tmp_path / "g")))
+    assert not (tmp_path / "g").exists()  # refused before anything was written
+    with pytest.raises(QPonderError, match="extra_args sets multi_objective_aggregation"):
+        check_extra_args(GRPORecipe(extra_args={"multi_objective_aggregation": "sum_then_normalize"}))
 
 
 def test_extra_args_may_not_repeat_a_recipe_setting():

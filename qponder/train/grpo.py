@@ -58,6 +58,14 @@ class GRPORecipe:
     report_to: str = "tensorboard"
     trust_remote_code: bool = False
     extra_args: dict = field(default_factory=dict)
+    # How TRL turns the reward terms into one advantage. normalize_then_sum (GDPO) scales every term to unit spread
+    # inside its group before the weighted sum, so a term's weight, not its raw spread, sets its share of the
+    # ranking; with it the preset's consistency term raised the greedy consistency rate (docs/results.md, stop 24).
+    # sum_then_normalize is TRL's default, and how every run before stop 24 trained.
+    multi_objective_aggregation: str = "normalize_then_sum"
+
+
+AGGREGATIONS = ("normalize_then_sum", "sum_then_normalize")
 
 
 def reward_functions(weights: dict, kwargs: dict) -> tuple[list, list[float]]:
@@ -150,6 +158,12 @@ def check_batch(recipe: GRPORecipe, world_size: int) -> None:
                       stacklevel=2)
 
 
+def check_aggregation(recipe: GRPORecipe) -> None:
+    if recipe.multi_objective_aggregation not in AGGREGATIONS:
+        raise QPonderError(f"grpo: multi_objective_aggregation is {recipe.multi_objective_aggregation!r}; "
+                           f"use one of {', '.join(AGGREGATIONS)}")
+
+
 def check_extra_args(recipe: GRPORecipe) -> None:
     """extra_args reach GRPOConfig beside the settings the recipe passes itself; the same name twice is a mistake."""
     own = {f.name for f in fields(GRPORecipe)} | {"output_dir", "use_cpu", "reward_weights", "remove_unused_columns",
@@ -164,7 +178,7 @@ def train(recipe: GRPORecipe, resume: bool = False) -> Path:
     from trl import GRPOConfig, GRPOTrainer
 
     from qponder.models.precision import use_bf16, use_static_cache
-    from qponder.rewards import weights
+    from qponder.rewards import explicit_kwargs, weights
     from qponder.train.common import prepare, run
 
     if not recipe.model or not recipe.data:
@@ -172,8 +186,10 @@ def train(recipe: GRPORecipe, resume: bool = False) -> Path:
     world = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
     check_batch(recipe, world)
     check_extra_args(recipe)
+    check_aggregation(recipe)
     # recipe.yaml records the weights, not a preset's name, whose meaning may change between versions
-    recipe = replace(recipe, rewards=weights(recipe.rewards), bf16=use_bf16(recipe.bf16))
+    recipe = replace(recipe, rewards=weights(recipe.rewards), bf16=use_bf16(recipe.bf16),
+                     reward_kwargs=explicit_kwargs(recipe.rewards, recipe.reward_kwargs))
     out = Path(recipe.out)
     dataset = make_dataset(recipe.data, recipe.images)
     model, processor, peft_config, cpu = prepare(recipe, out)
@@ -191,7 +207,8 @@ def train(recipe: GRPORecipe, resume: bool = False) -> Path:
         learning_rate=recipe.learning_rate, beta=recipe.beta, loss_type=recipe.loss_type, seed=recipe.seed,
         logging_steps=recipe.logging_steps, save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit,
         bf16=recipe.bf16, use_cpu=cpu, use_vllm=recipe.use_vllm, vllm_mode=recipe.vllm_mode,
-        reward_weights=weights, report_to=recipe.report_to, gradient_checkpointing=recipe.gradient_checkpointing,
+        reward_weights=weights, multi_objective_aggregation=recipe.multi_objective_aggregation,
+        report_to=recipe.report_to, gradient_checkpointing=recipe.gradient_checkpointing,
         remove_unused_columns=False, dataloader_num_workers=0, **extra)
     trainer_cls = GRPOTrainer
     if cpu and recipe.bf16 and recipe.bf16_rollouts and not recipe.lora and not recipe.use_vllm and world == 1:
