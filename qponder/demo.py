@@ -203,7 +203,7 @@ def check(r: DemoRecipe) -> None:
     reward_functions(g.rewards, g.reward_kwargs)
     check_aggregation(g)
     from qponder.config import typed
-    from qponder.rewards import explicit_kwargs, weights
+    from qponder.rewards import weights
 
     # stored typed, so the run's demo.yaml reads back as it ran (a --set "2e-05" would stay a string there)
     for name, cls in (("synth", SynthConfig), ("student", StudentSpec), ("distill", DistillRecipe),
@@ -212,9 +212,6 @@ def check(r: DemoRecipe) -> None:
     get_preset(r.preset, **r.student)  # an unknown preset fails now too
     # a preset's name is stored as its weights: the run must say what it trained with after a preset changes
     r.grpo["rewards"] = weights(g.rewards)
-    # and so are the defaults that decide what the weights mean (both changed at stop 24)
-    r.grpo.setdefault("multi_objective_aggregation", g.multi_objective_aggregation)
-    r.grpo["reward_kwargs"] = explicit_kwargs(r.grpo["rewards"], r.grpo.get("reward_kwargs", {}))
     from qponder.eval.baselines import create_baseline
 
     for name in r.baselines:  # a missing package must fail now, not in the eval stage after the training ones

@@ -134,29 +134,28 @@ def _gauss(d: float, width: float) -> float:
     return math.exp(-d * d / (2 * width * width))
 
 
-def consistency(completions, mos, judge: str | None = None, width: float = 0.5, gate: bool | str = "threshold",
+def consistency(completions, mos, judge: str | None = None, width: float = 0.5, gate: bool | str = True,
                 eps: float = 0.35, **_) -> list[float]:
     """Q-Ponder's reasoning-consistency reward: the reasoning alone must support the answer, and the answer the MOS.
 
     A judge (``qponder.judge``; the packaged text regressor by default) reads the ``<think>`` text with its
-    digits removed and gives the score it implies, s_r. With s the answer and g(d) = exp(-d^2 / (2 width^2)),
-    by default (``gate="threshold"``, since stop 24) agreement is paid only to a right answer in Q-Insight's
-    sense, |s - MOS| < eps:
+    digits removed and gives the score it implies, s_r. With s the answer and g(d) = exp(-d^2 / (2 width^2)):
 
-        consistency = 1[|s - MOS| < eps] * g(|s_r - s|)
+        consistency = g(|s - MOS|) * g(|s_r - s|)
 
-    A wrong answer earns nothing from the term however well its reasoning agrees, so being consistent never pays
-    more than being right, at any weight and under either of TRL's aggregations (each term's normalisation
-    inside a group keeps its order). No reasoning, or no parseable answer, earns 0.
-
-    ``gate=True`` (the default before stop 24) discounts by accuracy instead: consistency = g(|s - MOS|) *
-    g(|s_r - s|). Reasoning that agrees with a wrong answer then earns up to that answer's accuracy, so the
-    promise holds only for a weight below 1 / g(0.35) - 1 = 0.278 next to accuracy_continuous 1.0 when rewards
-    are summed first (at 0.25, an answer off by 0.35 earns at most 1.25 * g(0.35) = 0.978 < 1.0).
+    The accuracy factor is what keeps the term honest: reasoning that agrees with a wrong answer earns at most
+    that answer's accuracy, so being consistent never pays more than being right. With the recommended weights
+    (accuracy_continuous 1.0, consistency 0.25, same width) a completion off by 0.35 or more (Q-Insight's "wrong")
+    earns at most 1.25 * g(0.35) = 0.978 from the two terms, less than an exact answer's 1.0 whatever either
+    reasoning says. No reasoning, or no parseable answer, earns 0.
 
     ``gate=False`` drops the accuracy factor (consistency = g(|s_r - s|)): every consistent answer is paid, right
-    or wrong. The promise then rests on the weight alone: summed with accuracy_continuous 1.0 it holds below
-    1 - g(0.35) = 0.217.
+    or wrong, so the term moves more of GRPO's ranking inside a group. The promise then rests on the weight
+    alone: with accuracy_continuous 1.0 it holds for a consistency weight below 1 - g(0.35) = 0.217.
+
+    ``gate="threshold"`` pays agreement only to a right answer, Q-Insight's sense (|s - MOS| < eps):
+    consistency = 1[|s - MOS| < eps] * g(|s_r - s|). A wrong answer earns nothing from the term, so the promise
+    holds at any weight, and the weight is free to give the term a larger share of a group's ranking.
     """
     from qponder.errors import QPonderError
     from qponder.judge import load_judge
@@ -202,24 +201,10 @@ def weights(spec: str | dict) -> dict[str, float]:
 # up but did not raise SRCC over five GRPO seeds (docs/results.md, stop 8), so it stays out. Degradation 0.25 joined
 # at stop 20: over ten GRPO seeds from the demo's CI it gained as much SRCC as the mix without it, family accuracy
 # not measurably changed, and the demo's own seed cleared +0.03 on every split with it (docs/results.md, stop 20);
-# on data without distortion labels it returns None and the mix runs without it. At stop 24 the consistency term
-# went to 1.0, threshold-gated, with every term normalised inside its group (GRPORecipe.multi_objective_aggregation):
-# the first form of the term that measurably raised the consistency rate (docs/results.md, stop 24).
+# on data without distortion labels it returns None and the mix runs without it.
 PRESETS: dict[str, dict[str, float]] = {
-    "qponder": {"format": 0.2, "accuracy_continuous": 1.0, "consistency": 1.0, "degradation": 0.25},
+    "qponder": {"format": 0.2, "accuracy_continuous": 1.0, "consistency": 0.25, "degradation": 0.25},
     "accuracy": {"format": 0.2, "accuracy_continuous": 1.0},
     "q-insight": {"format": 0.2, "accuracy_threshold": 1.0},
     "visualquality-r1": {"format": 0.2, "ranking": 1.0},
 }
-
-
-def explicit_kwargs(spec: str | dict, kwargs: dict) -> dict:
-    """A recipe's reward_kwargs with the settings whose default changed between versions written out, so that a
-    run's recipe says what it trained with (the consistency gate: True before stop 24, "threshold" since)."""
-    import inspect
-
-    out = {k: dict(v) for k, v in kwargs.items()}
-    if "consistency" in weights(spec):
-        gate = inspect.signature(consistency).parameters["gate"].default
-        out.setdefault("consistency", {}).setdefault("gate", gate)
-    return out

@@ -41,11 +41,8 @@ def test_demo_runs_every_stage_writes_the_report_and_resumes(tmp_path):
         text_config = json.loads((run / stage / "config.json").read_text())["text_config"]
         assert text_config["intermediate_size"] == 96 and text_config["hidden_size"] == 64, stage
     assert "Q-Ponder" in (run / "report.md").read_text()
-    # the run records its recipe, a reward preset as its weights (a preset's meaning may change between versions),
-    # and the defaults that decide what the weights mean (the consistency gate, the aggregation; stop 24)
-    recorded = DemoRecipe(out=str(run), **{**TINY, "grpo": {
-        **TINY["grpo"], "rewards": PRESETS["qponder"], "multi_objective_aggregation": "normalize_then_sum",
-        "reward_kwargs": {"consistency": {"gate": "threshold"}}}})
+    # the run records its recipe, a reward preset as its weights (a preset's meaning may change between versions)
+    recorded = DemoRecipe(out=str(run), **{**TINY, "grpo": {**TINY["grpo"], "rewards": PRESETS["qponder"]}})
     assert build(DemoRecipe, run / "demo.yaml") == recorded
     assert yaml.safe_load((run / "qponder" / "recipe.yaml").read_text())["rewards"] == PRESETS["qponder"]
 

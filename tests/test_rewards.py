@@ -82,14 +82,14 @@ def g(d, w=0.5):
     return math.exp(-d * d / (2 * w * w))
 
 
-def test_accuracy_discounted_consistency_exact_values(judge):
+def test_consistency_exact_values(judge):
     mid = 3 - math.log(2)  # what "blur" implies: 2.3069
     agree = conv(f"<think>blur</think><answer>{mid:.2f}</answer>")
     contradicts = conv("<think>blur</think><answer>4.80</answer>")  # reasoning says poor, answer says excellent
     no_reasoning = conv(f"<answer>{mid:.2f}</answer>")
     batch = [agree, agree, contradicts, contradicts, UNPARSEABLE, TRUNCATED, no_reasoning]
     mos = [round(mid, 2), 4.8, 4.8, round(mid, 2), 2.3, 2.3, 2.3]
-    got = consistency(batch, mos=mos, judge=judge, gate=True)
+    got = consistency(batch, mos=mos, judge=judge)
     s = round(mid, 2)
     assert got[0] == pytest.approx(g(abs(s - mid)))  # right and consistent: ~1
     assert got[1] == pytest.approx(g(4.8 - s) * g(abs(s - mid)))  # consistent with a wrong answer: ~0
@@ -155,46 +155,43 @@ def test_consistent_wrong_never_beats_right_under_the_recommended_weights(judge)
     w = PRESETS["qponder"]
     worst_right = w["accuracy_continuous"] * 1.0 + w["consistency"] * 0.0
     for err in [0.35, 0.5, 1.0, 2.0]:
-        best_wrong = w["accuracy_continuous"] * g(err) + w["consistency"] * 0.0  # the default gate pays no wrong answer
-        assert best_wrong < worst_right
+        for implied_gap in [0.0, 0.3, 1.0]:
+            best_wrong = w["accuracy_continuous"] * g(err) + w["consistency"] * g(err) * g(implied_gap)
+            assert best_wrong < worst_right
     # and on real completions: a wrong answer whose reasoning agrees with it vs a right one whose reasoning does not
     mid = 3 - math.log(2)
     wrong_consistent = conv(f"<think>blur</think><answer>{mid:.2f}</answer>")
     right_inconsistent = conv("<think>blur</think><answer>3.50</answer>")
     batch, mos = [wrong_consistent, right_inconsistent], [3.5, 3.5]
-    acc, cons = accuracy_continuous(batch, mos=mos), consistency(batch, mos=mos, judge=judge)
-    assert cons[0] == 0.0
-    total = [w["accuracy_continuous"] * a + w["consistency"] * c for a, c in zip(acc, cons)]
+    total = [w["accuracy_continuous"] * a + w["consistency"] * c
+             for a, c in zip(accuracy_continuous(batch, mos=mos), consistency(batch, mos=mos, judge=judge))]
     assert total[0] < total[1]
 
 
-def test_the_promise_holds_when_each_term_is_normalised_in_its_group(judge):
-    # TRL's normalize_then_sum (the recipe's default): every term becomes (r - group mean) / (group std + 1e-4)
-    # before the weighted sum. A group of four: right + consistent, right + contradicting, wrong + consistent
-    # (off by 0.35 or more), wrong + contradicting; the consistent wrong one must rank below both right ones.
-    mid = 3 - math.log(2)
-    s = round(mid, 2)
+def test_threshold_gate_keeps_the_promise_when_each_term_is_normalised_in_its_group(judge):
+    # TRL's normalize_then_sum (GRPORecipe.multi_objective_aggregation): every term becomes
+    # (r - group mean) / (group std + 1e-4) before the weighted sum. In a group with two right answers (one whose
+    # reasoning agrees, one whose reasoning does not) and a wrong one (off by 0.40) whose reasoning agrees, the wrong
+    # one must rank last at any weight of the threshold-gated term; the accuracy-discounted gate breaks this
+    mid = 3 - math.log(2)  # what "blur" implies
     mos = 2.0
-    texts = [f"<think>blur</think><answer>{mos + 0.1:.2f}</answer>",     # right; blur implies ~2.31: agrees
-             "<think>no defect at all, pristine</think><answer>2.05</answer>",  # right; reasoning says excellent
-             f"<think>blur</think><answer>{s:.2f}</answer>",            # off by 0.31: right too
-             "<think>blur</think><answer>2.40</answer>"]                # off by 0.40: wrong, reasoning agrees
+    texts = ["<think>blur</think><answer>2.10</answer>",                   # right, agrees
+             "<think>no defect at all, pristine</think><answer>2.05</answer>",  # right, reasoning says excellent
+             "<think>blur</think><answer>2.40</answer>"]                   # off by 0.40: wrong, agrees
     batch = [conv(t) for t in texts]
-    w = PRESETS["qponder"]
-    terms = {"accuracy_continuous": accuracy_continuous(batch, mos=[mos] * 4),
-             "consistency": consistency(batch, mos=[mos] * 4, judge=judge)}
-    assert terms["consistency"][3] == 0.0 and terms["consistency"][0] > 0.5
+    acc = accuracy_continuous(batch, mos=[mos] * 3)
 
     def z(v):
         mean, sd = statistics.fmean(v), statistics.stdev(v)
         return [(x - mean) / (sd + 1e-4) for x in v]
 
-    total = [sum(w[k] * z(v)[i] for k, v in terms.items()) for i in range(4)]
-    assert total[3] < min(total[:3])
-    for weight in [1.0, 4.0, 16.0]:  # at any weight of the term
-        total = [w["accuracy_continuous"] * z(terms["accuracy_continuous"])[i] + weight * z(terms["consistency"])[i]
-                 for i in range(4)]
-        assert total[3] < min(total[:3])
+    def ranks_wrong_last(gate, weight):
+        cons = consistency(batch, mos=[mos] * 3, judge=judge, gate=gate)
+        total = [z(acc)[i] + weight * z(cons)[i] for i in range(3)]
+        return total[2] < min(total[:2])
+
+    assert abs(2.40 - mid) < 0.5 and all(ranks_wrong_last("threshold", w) for w in [0.25, 1.0, 4.0, 16.0])
+    assert not ranks_wrong_last(True, 16.0)
 
 
 def test_registry():
