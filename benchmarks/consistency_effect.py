@@ -1,12 +1,13 @@
-"""Does the consistency term change the consistency rate? Every paired GRPO run of stops 5-22, pooled.
+"""Does the consistency term change the consistency rate? Every paired GRPO run of stops 5-24, pooled.
 
 Each stop's ``grpo_arms`` results hold GRPO runs from one Q-Ponder-CI with the same recipe and seed, with and
 without the consistency term. One stop has 3-5 such pairs, too few to tell a small effect from the seed. This
 script pools the pairs of all stops (21 at the gated weight 0.25, 3 at weight 1.0, the ungated term's ten
-seeds, from stop 21 both terms inside the preset with the degradation term, ten seeds each, and from stop 22
-the threshold-gated term) and tests the paired differences with scipy: the greedy consistency rate on each
-held-out split, the written answer's SRCC, and the family accuracy; and, where ``group_rewards.py`` measured
-both runs of a pair, the sampled policy's consistency rate. It trains nothing; it reads ``benchmarks/results/grpo_arms_*.json`` and
+seeds, from stop 21 both terms inside the preset with the degradation term, ten seeds each, from stop 22 the
+threshold-gated term, and from stop 24 that term with every term normalised within its group) and tests the
+paired differences with scipy: the greedy consistency rate on each held-out split, the written answer's SRCC,
+and the family accuracy; and, where ``group_rewards.py`` measured both runs of a pair, the sampled policy's
+consistency rate. It trains nothing; it reads ``benchmarks/results/grpo_arms_*.json`` and
 ``group_rewards*.json``.
 
     .venv/bin/python benchmarks/consistency_effect.py     # -> benchmarks/results/consistency_effect.json
@@ -51,6 +52,10 @@ PAIRS = [
     # fp32 CI, each arm in its own one-thread process
     ("grpo_arms_stop22_thr.json", "thr", "grpo_arms_stop22_nocons.json", "nocons", list(range(10)),
      "threshold-gated 0.5, with degradation", "stop 22's fp32 CI"),
+    # stop 24: every term normalised within its group before the weighted sum (TRL's normalize_then_sum, GDPO), so
+    # the weights set each term's share of the advantage; the threshold-gated term at 1.0; from the same fp32 CI
+    ("grpo_arms_stop24.json", "gdpo_thr1", None, "gdpo_none", list(range(10)),
+     "threshold-gated 1.0, per-term normalised, with degradation", "stop 22's fp32 CI (runs/demo23)"),
 ]
 # The same pairs measured on the sampled policy (benchmarks/group_rewards.py: 96 training images x 4 rollouts at
 # temperature 1, as GRPO samples them): the rate the term acts on, where the greedy rate sees only the mode.
@@ -60,7 +65,9 @@ SAMPLED = [("runs/demo_lm384", "qponder", "runs/demo_lm384", "accuracy", "gated 
            ("runs/demo_lm384", "ungated", "runs/demo_lm384", "accuracy", "ungated 0.2"),
            ("runs/demo16", "ung20", "runs/demo16", "nocons", "ungated 0.2, with degradation"),
            ("runs/demo16", "deg", "runs/demo16", "nocons", "gated 0.25, with degradation"),
-           ("runs/demo22f", "thr", "runs/demo22f", "nocons", "threshold-gated 0.5, with degradation")]
+           ("runs/demo22f", "thr", "runs/demo22f", "nocons", "threshold-gated 0.5, with degradation"),
+           ("runs/demo23", "gdpo_thr1", "runs/demo23", "gdpo_none",
+            "threshold-gated 1.0, per-term normalised, with degradation")]
 
 
 def pairs(results: Path) -> list[dict]:
