@@ -78,7 +78,7 @@ def test_a_few_grpo_steps_change_the_weights(tmp_path):
     assert [h for h in json.loads((out / "trainer_state.json").read_text()) if "reward" in h] == logs
 
 
-def test_aggregation_reaches_grpo_config_and_a_bad_one_is_a_clear_error(tmp_path):
+def test_a_bad_aggregation_is_a_clear_error_before_training(tmp_path):
     from qponder.train.grpo import check_aggregation
 
     check_aggregation(GRPORecipe(multi_objective_aggregation="sum_then_normalize"))
