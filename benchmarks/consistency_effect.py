@@ -133,6 +133,8 @@ def sampled_arm_means(models: dict[tuple[str, str], dict], rows: list[dict]) -> 
             "consistency_rate_right": lambda v: v["consistency_rate_right"],
             "consistency_rate_wrong": lambda v: v["consistency_rate_wrong"],
             "consistency_variance_share": lambda v: v["variance_share"].get("consistency"),
+            "consistency_groups_varying": lambda v: v.get("groups_varying", {}).get("consistency"),
+            "implied_mae": lambda v: v.get("implied_mae"),
             "pairs_reordered": lambda v: v.get("pairs_reordered")}
     for run, arms in out.items():
         for arm, runs in arms.items():
