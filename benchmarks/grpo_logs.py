@@ -16,9 +16,11 @@ import json
 import statistics
 from pathlib import Path
 
+from qponder.report import grpo_log
+
 
 def summary(run: Path, window: int) -> dict:
-    logs = [h for h in json.loads((run / "trainer_state.json").read_text()) if "reward" in h]
+    logs = grpo_log(run)
     if len(logs) < 2 * window:
         raise SystemExit(f"{run}/trainer_state.json: {len(logs)} logged steps, fewer than 2 x --window {window}")
     keys = [k for k in logs[0] if (k.startswith("rewards/") and k.endswith("/mean")) or k in ("kl", "reward")]
@@ -47,7 +49,7 @@ def main() -> None:
         mean = {k: {end: round(statistics.fmean(v[k][end] for v in per_run.values() if k in v), 4)
                     for end in ("first", "last")} for k in first if isinstance(first[k], dict)}
         mean["frac_reward_zero_std"] = round(statistics.fmean(v["frac_reward_zero_std"] for v in per_run.values()), 4)
-        arms[pattern] = {"runs": sorted(per_run), "mean": mean}
+        arms[pattern] = {"runs": sorted(per_run), "steps": {r: v["steps"] for r, v in per_run.items()}, "mean": mean}
         print(pattern, json.dumps(mean))
     a.out.write_text(json.dumps({"window": a.window, "arms": arms}, indent=1))
 

@@ -143,7 +143,12 @@ def demo_minutes(stages: dict | None) -> float | None:
 
 
 def _grpo_log(run_dir: Path) -> list[dict]:
-    path = run_dir / "qponder" / "trainer_state.json"
+    return grpo_log(run_dir / "qponder")
+
+
+def grpo_log(model_dir: Path) -> list[dict]:
+    """A GRPO run's logged steps (those with a reward) from its folder or checkpoint; [] where it has no log."""
+    path = Path(model_dir) / "trainer_state.json"
     if not path.is_file():
         return []
     log = _read_json(path)
