@@ -1,14 +1,14 @@
-"""Does the consistency term change the consistency rate? Every paired GRPO run of stops 5-24, pooled.
+"""Does the consistency term change the consistency rate? Every paired GRPO run of stops 5-26, pooled.
 
 Each stop's ``grpo_arms`` results hold GRPO runs from one Q-Ponder-CI with the same recipe and seed, with and
 without the consistency term. One stop has 3-5 such pairs, too few to tell a small effect from the seed. This
 script pools the pairs of all stops (21 at the gated weight 0.25, 3 at weight 1.0, the ungated term's ten
 seeds, from stop 21 both terms inside the preset with the degradation term, ten seeds each, from stop 22 the
-threshold-gated term, and from stop 24 that term with every term normalised within its group) and tests the
-paired differences with scipy: the greedy consistency rate on each held-out split, the written answer's SRCC,
-and the family accuracy; and, where ``group_rewards.py`` measured both runs of a pair, the sampled policy's
-consistency rate. It trains nothing; it reads ``benchmarks/results/grpo_arms_*.json`` and
-``group_rewards*.json``.
+threshold-gated term, from stop 24 that term with every term normalised within its group, and from stops 25-26
+the same pair at three times the steps) and tests the paired differences with scipy: the greedy consistency
+rate on each held-out split, the written answer's SRCC, and the family accuracy; and, where
+``group_rewards.py`` measured both runs of a pair, the sampled policy's consistency rate. It trains nothing; it reads
+``benchmarks/results/grpo_arms_*.json`` and ``group_rewards*.json``.
 
     .venv/bin/python benchmarks/consistency_effect.py     # -> benchmarks/results/consistency_effect.json
 """
@@ -56,6 +56,13 @@ PAIRS = [
     # the weights set each term's share of the advantage; the threshold-gated term at 1.0; from the same fp32 CI
     ("grpo_arms_stop24.json", "gdpo_thr1", None, "gdpo_none", list(range(10)),
      "threshold-gated 1.0, per-term normalised, with degradation", "stop 22's fp32 CI (runs/demo23)"),
+    # stops 25-26: the same two arms at three times the steps (180); seed 0 ran its arms one after the other on two
+    # threads (stop 25), later seeds side by side, one thread each, into one file per arm (stop 26)
+    ("grpo_arms_stop25_long.json", "gdpo_thr1_180", None, "gdpo_none_180", [0],
+     "threshold-gated 1.0, per-term normalised, with degradation, 180 steps", "stop 22's fp32 CI (runs/demo23)"),
+    ("grpo_arms_stop26_long_thr1.json", "gdpo_thr1_180", "grpo_arms_stop26_long_none.json", "gdpo_none_180",
+     list(range(1, 10)), "threshold-gated 1.0, per-term normalised, with degradation, 180 steps",
+     "stop 22's fp32 CI (runs/demo23)"),
 ]
 # The same pairs measured on the sampled policy (benchmarks/group_rewards.py: 96 training images x 4 rollouts at
 # temperature 1, as GRPO samples them): the rate the term acts on, where the greedy rate sees only the mode.
