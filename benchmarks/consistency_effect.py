@@ -96,10 +96,30 @@ def pairs(results: Path) -> list[dict]:
                 row[f"consistency_{s}"] = a[s]["consistency_rate"] - b[s]["consistency_rate"]
                 row[f"srcc_{s}"] = a[s]["srcc"] - b[s]["srcc"]
             row["family_acc_test"] = a["test"]["family_acc"] - b["test"]["family_acc"]
+            row["rates_with_without"] = (statistics.fmean(a[s]["consistency_rate"] for s in SPLITS),
+                                         statistics.fmean(b[s]["consistency_rate"] for s in SPLITS))
             row["consistency_min"] = (min(a[s]["consistency_rate"] for s in SPLITS),
                                       min(b[s]["consistency_rate"] for s in SPLITS))
             rows.append(row)
     return rows
+
+
+def budget(rows: list[dict], short: str, long: str) -> dict:
+    """The same seeds at two budgets: does the term's effect grow with the steps, and where do both arms go?
+
+    Seeds are matched by number; the two budgets' runs share the start, the data order and the seed, not the
+    learning-rate schedule (it decays over max_steps), so this compares the recipes, not one run's checkpoints."""
+    by = {t: {int(r["with"].rsplit("_s", 1)[1]): r for r in rows if r["term"] == t} for t in (short, long)}
+    seeds = sorted(set(by[short]) & set(by[long]))
+    if len(seeds) < 2:
+        return {}
+    diff = {t: [statistics.fmean(by[t][sd][f"consistency_{s}"] for s in SPLITS) for sd in seeds] for t in by}
+    rate = {t: [by[t][sd]["rates_with_without"] for sd in seeds] for t in by}
+    return {"seeds": seeds,
+            "effect_short": [round(x, 4) for x in diff[short]], "effect_long": [round(x, 4) for x in diff[long]],
+            "long_minus_short": test([b - a for a, b in zip(diff[short], diff[long])]),
+            "rate_with_short_long": [round(statistics.fmean(r[0] for r in rate[t]), 4) for t in (short, long)],
+            "rate_without_short_long": [round(statistics.fmean(r[1] for r in rate[t]), 4) for t in (short, long)]}
 
 
 def sampled_models(results: Path) -> dict[tuple[str, str], dict]:
@@ -182,6 +202,8 @@ def main() -> None:
         res["runs_below_0.8_with_without"] = [sum(r["consistency_min"][0] < 0.8 for r in group),
                                               sum(r["consistency_min"][1] < 0.8 for r in group)]
         out["tests"][weight] = res
+    gdpo = "threshold-gated 1.0, per-term normalised, with degradation"
+    out["budget_60_vs_180_steps"] = budget(rows, gdpo, gdpo + ", 180 steps")
     models = sampled_models(a.results)
     out["sampled_pairs"] = sampled_pairs(models)
     out["sampled_arm_means"] = sampled_arm_means(models, out["sampled_pairs"])
