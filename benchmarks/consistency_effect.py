@@ -113,8 +113,8 @@ def budget(rows: list[dict], short: str, long: str) -> dict:
     seeds = sorted(set(by[short]) & set(by[long]))
     if len(seeds) < 2:
         return {}
-    diff = {t: [statistics.fmean(by[t][sd][f"consistency_{s}"] for s in SPLITS) for sd in seeds] for t in by}
     rate = {t: [by[t][sd]["rates_with_without"] for sd in seeds] for t in by}
+    diff = {t: [w - wo for w, wo in rate[t]] for t in by}  # the mean of the splits' differences
     return {"seeds": seeds,
             "effect_short": [round(x, 4) for x in diff[short]], "effect_long": [round(x, 4) for x in diff[long]],
             "long_minus_short": test([b - a for a, b in zip(diff[short], diff[long])]),

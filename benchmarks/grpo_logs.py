@@ -4,7 +4,8 @@ Reads the ``trainer_state.json`` that every GRPO run writes (TRL's log history) 
 seeds the first and last ``--window`` logged steps of each reward term's mean, the KL to the reference and the
 share of groups with no reward spread. It trains nothing.
 
-    .venv/bin/python benchmarks/grpo_logs.py --runs 'runs/demo23/ablation/gdpo_thr1_s*' 'runs/demo23/ablation/gdpo_none_s*' \\
+    .venv/bin/python benchmarks/grpo_logs.py \\
+        --runs 'runs/demo23/ablation/gdpo_thr1_s*' 'runs/demo23/ablation/gdpo_none_s*' \\
         --out benchmarks/results/grpo_logs_stop25.json
 """
 

@@ -142,10 +142,6 @@ def demo_minutes(stages: dict | None) -> float | None:
     return None if any(v is None for v in secs) else round(sum(secs) / 60, 1)
 
 
-def _grpo_log(run_dir: Path) -> list[dict]:
-    return grpo_log(run_dir / "qponder")
-
-
 def grpo_log(model_dir: Path) -> list[dict]:
     """A GRPO run's logged steps (those with a reward) from its folder or checkpoint; [] where it has no log."""
     path = Path(model_dir) / "trainer_state.json"
@@ -200,7 +196,7 @@ def make_plots(run_dir: Path, summary: dict, out: Path) -> list[str]:
         fig.savefig(plots / "family_srcc.png", dpi=90)
         made.append("plots/family_srcc.png")
 
-    log = _grpo_log(run_dir)
+    log = grpo_log(run_dir / "qponder")
     if log:
         terms = sorted({k for e in log for k in e if re.fullmatch(r"rewards/.+/mean", k)})
         fig = Figure(figsize=(9, 3.2), layout="constrained")
@@ -373,7 +369,7 @@ def write_report(run_dir, out=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     summary = collect(run_dir)
     summary["bars"] = compute_bars(summary["models"], summary["stages"])
-    log = _grpo_log(run_dir)
+    log = grpo_log(run_dir / "qponder")
     kl = [e["kl"] for e in log if e.get("kl") is not None]
     summary["grpo"] = {"steps": len(log), "reward_first": log[0]["reward"], "reward_last": log[-1]["reward"],
                        "kl_last": kl[-1] if kl else None} if log else None
