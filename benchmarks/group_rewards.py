@@ -25,6 +25,7 @@ Same images and sampling seeds for every model, so models differ only by their w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import statistics
@@ -51,10 +52,17 @@ def main() -> None:
     ap.add_argument("--reward-kwargs", default="{}", help='JSON settings per term, e.g. {"consistency": {"gate": false}}')
     ap.add_argument("--images", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--num-generations", type=int, help="rollouts per image (default: the demo recipe's); the "
+                    "images per generate call follow from the recipe's batch, as in GRPO")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/group_rewards.json"))
     a = ap.parse_args()
     demo = build(DemoRecipe, a.run / "demo.yaml")
     g = GRPORecipe(**typed(GRPORecipe, demo.grpo, f"{a.run}/demo.yaml `grpo`"))
+    if a.num_generations:
+        if g.per_device_train_batch_size % a.num_generations:
+            raise SystemExit(f"--num-generations {a.num_generations}: must divide the recipe's batch "
+                             f"({g.per_device_train_batch_size})")
+        g = dataclasses.replace(g, num_generations=a.num_generations)
     mix = weights(json.loads(a.rewards) if a.rewards.startswith("{") else a.rewards)
     if "consistency" not in mix:
         raise SystemExit(f"--rewards {a.rewards}: the mix has no consistency term to compare against")
