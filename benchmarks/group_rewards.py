@@ -39,11 +39,12 @@ def main() -> None:
     from qponder.config import build, typed
     from qponder.data.records import check_images, load_records
     from qponder.demo import DemoRecipe, grpo_reward_kwargs
+    from qponder.errors import QPonderError
     from qponder.eval.evaluate import default_image_root
     from qponder.judge import TextJudge
     from qponder.rewards import weights
     from qponder.score import Scorer
-    from qponder.train.grpo import GRPORecipe, reward_functions
+    from qponder.train.grpo import GRPORecipe, check_batch, reward_functions
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", type=Path, default=Path("runs/demo"))
@@ -59,10 +60,11 @@ def main() -> None:
     demo = build(DemoRecipe, a.run / "demo.yaml")
     g = GRPORecipe(**typed(GRPORecipe, demo.grpo, f"{a.run}/demo.yaml `grpo`"))
     if a.num_generations:
-        if g.per_device_train_batch_size % a.num_generations:
-            raise SystemExit(f"--num-generations {a.num_generations}: must divide the recipe's batch "
-                             f"({g.per_device_train_batch_size})")
         g = dataclasses.replace(g, num_generations=a.num_generations)
+        try:  # the groups must fill the recipe's batch, as in GRPO
+            check_batch(g, world_size=1)
+        except QPonderError as e:
+            raise SystemExit(f"--num-generations {a.num_generations}: {e}") from None
     mix = weights(json.loads(a.rewards) if a.rewards.startswith("{") else a.rewards)
     if "consistency" not in mix:
         raise SystemExit(f"--rewards {a.rewards}: the mix has no consistency term to compare against")
