@@ -41,7 +41,7 @@ def main() -> None:
     from qponder.demo import DemoRecipe, grpo_reward_kwargs
     from qponder.errors import QPonderError
     from qponder.eval.evaluate import default_image_root
-    from qponder.judge import TextJudge
+    from qponder.judge import load_judge
     from qponder.rewards import weights
     from qponder.score import Scorer
     from qponder.train.grpo import GRPORecipe, check_batch, reward_functions
@@ -72,7 +72,8 @@ def main() -> None:
     reward_kwargs = json.loads(a.reward_kwargs)
     funcs, ws = reward_functions(mix, grpo_reward_kwargs({"rewards": mix, "reward_kwargs": reward_kwargs}, judge_path))
     w = {f.__name__: x for f, x in zip(funcs, ws) if x}
-    judge = TextJudge.load(judge_path)
+    # the rates read by the judge that pays the term: the run's own unless the consistency settings name another
+    judge = load_judge(str(reward_kwargs.get("consistency", {}).get("judge", judge_path)))
 
     meta = a.run / "synth" / "metas" / "train.json"
     recs = load_records(meta)

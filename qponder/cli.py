@@ -118,11 +118,12 @@ def judge_fit(
     data: Path = typer.Option(..., help="Distilled JSONL (qponder distill output); kept and rejected rows are used."),
     out: Path = typer.Option(..., help="Judge JSON to write."),
     min_df: int = typer.Option(3, help="Keep words and word pairs seen in at least this many texts."),
+    reads: str = typer.Option("all", help="all: the whole reasoning; evidence: without its final (verdict) sentence."),
 ):
     """Fit the offline consistency judge: digit-free reasoning -> the score it implies (ridge, CV-tuned)."""
     from qponder.judge import fit_from_distilled
 
-    j = fit_from_distilled(data, min_df=min_df)
+    j = fit_from_distilled(data, min_df=min_df, reads=reads)
     j.save(out)
     console.print(f"judge: {j.meta['features']} features, {j.meta['n']} texts, cross-validated "
                   f"SRCC {j.meta['cv_srcc']:.3f}, MAE {j.meta['cv_mae']:.3f} -> {out}")

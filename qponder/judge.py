@@ -7,7 +7,10 @@ that text implies. Two judges share one interface, ``implied(texts) -> list[floa
 - ``TextJudge`` (default, offline): a ridge regression on word and word-pair counts, fitted on a distilled
   corpus against the *teacher's own* scores, because the teacher's reasoning is by construction consistent with
   the score it gave. Stored as one small JSON file; ``qponder judge fit`` makes one, and a judge fitted on the
-  full qponder-synth distillation ships with the package (``DEFAULT``).
+  full qponder-synth distillation ships with the package (``DEFAULT``). ``reads="evidence"`` makes a judge that
+  reads the reasoning without its final sentence. A trace's last sentence is its verdict ("Overall the quality is
+  fair."), and a judge that reads it checks little more than that the answer falls in the verdict word's band; the
+  evidence judge asks whether what the reasoning *observed* supports the score.
 - ``LLMJudge``: any OpenAI-compatible server asked the same question in words (``judge.txt`` prompt).
 """
 
@@ -27,6 +30,13 @@ from qponder.errors import QPonderError
 DEFAULT = Path(__file__).with_name("judge_default.json")
 _WORD = re.compile(r"[a-z]+")
 _DIGITS = re.compile(r"[0-9]+(?:[.,][0-9]+)?")
+_LAST_SENTENCE = re.compile(r"[^.!?]*[.!?]?\s*$")
+READS = ("all", "evidence")
+
+
+def evidence(text: str) -> str:
+    """The reasoning without its final sentence (the verdict in the teacher's traces and the students' copies)."""
+    return _LAST_SENTENCE.sub("", (text or "").strip(), count=1)
 
 
 def strip_digits(text: str) -> str:
@@ -41,9 +51,13 @@ def features(text: str) -> Counter:
 class TextJudge:
     name = "text"
 
-    def __init__(self, vocab: list[str], coef: list[float], intercept: float, meta: dict | None = None):
+    def __init__(self, vocab: list[str], coef: list[float], intercept: float, meta: dict | None = None,
+                 reads: str = "all"):
+        if reads not in READS:
+            raise QPonderError(f"judge: reads must be one of {', '.join(READS)}, got {reads!r}")
         self.vocab, self.index = vocab, {w: i for i, w in enumerate(vocab)}
         self.coef, self.intercept, self.meta = np.asarray(coef, float), float(intercept), meta or {}
+        self.reads = reads
 
     def _matrix(self, texts: list[str]) -> np.ndarray:
         x = np.zeros((len(texts), len(self.vocab)))
@@ -54,6 +68,8 @@ class TextJudge:
         return x
 
     def implied(self, texts: list[str | None]) -> list[float | None]:
+        if self.reads == "evidence":  # a one-sentence reasoning has no evidence to read: no implied score
+            texts = [evidence(t) if t else t for t in texts]
         have = [i for i, t in enumerate(texts) if t and t.strip()]
         out: list[float | None] = [None] * len(texts)
         if have:
@@ -64,12 +80,16 @@ class TextJudge:
 
     @classmethod
     def fit(cls, texts: list[str], scores: list[float], min_df: int = 3, alpha: float | None = None,
-            folds: int = 5, seed: int = 0) -> "TextJudge":
+            folds: int = 5, seed: int = 0, reads: str = "all") -> "TextJudge":
         """Ridge on log counts; alpha by k-fold CV when not given. ``meta`` records the CV fit quality."""
         from scipy.stats import spearmanr
 
         if len(texts) < 2 * folds:
             raise QPonderError(f"judge: need at least {2 * folds} reasoning texts to fit, got {len(texts)}")
+        if reads not in READS:
+            raise QPonderError(f"judge: reads must be one of {', '.join(READS)}, got {reads!r}")
+        if reads == "evidence":
+            texts = [evidence(t) for t in texts]
         df = Counter(f for t in texts for f in set(features(t)))
         vocab = sorted(f for f, n in df.items() if n >= min_df)
         if not vocab:
@@ -89,15 +109,15 @@ class TextJudge:
                 best = (a, mae, float(spearmanr(pred, y).statistic))
         w, b = _ridge(x, y, best[0])
         meta = {"n": len(y), "alpha": best[0], "cv_mae": round(best[1], 4), "cv_srcc": round(best[2], 4),
-                "features": len(vocab), "min_df": min_df}
-        return cls(vocab, w.tolist(), b, meta)
+                "features": len(vocab), "min_df": min_df, "reads": reads}
+        return cls(vocab, w.tolist(), b, meta, reads)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         coef = [round(c, 6) for c in self.coef.tolist()]
-        path.write_text(json.dumps({"kind": "text", "meta": self.meta, "intercept": self.intercept,
-                                    "vocab": self.vocab, "coef": coef}))
+        path.write_text(json.dumps({"kind": "text", "reads": self.reads, "meta": self.meta,
+                                    "intercept": self.intercept, "vocab": self.vocab, "coef": coef}))
         return path
 
     @classmethod
@@ -105,9 +125,11 @@ class TextJudge:
         path = Path(path)
         try:
             d = json.loads(path.read_text())
-            return cls(d["vocab"], d["coef"], d["intercept"], d.get("meta"))
+            return cls(d["vocab"], d["coef"], d["intercept"], d.get("meta"), d.get("reads", "all"))
         except FileNotFoundError:
             raise QPonderError(f"{path}: judge file not found (make one with `qponder judge fit`)") from None
+        except QPonderError as e:
+            raise QPonderError(f"{path}: {e}") from None
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise QPonderError(f"{path}: not a qponder judge file ({e.__class__.__name__}: {e})") from None
 

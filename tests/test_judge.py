@@ -8,7 +8,7 @@ import math
 import pytest
 
 from qponder.errors import QPonderError
-from qponder.judge import LLMJudge, TextJudge, features, fit_from_distilled, load_judge, strip_digits
+from qponder.judge import LLMJudge, TextJudge, evidence, features, fit_from_distilled, load_judge, strip_digits
 from tests.test_openai_teacher import _completion, server  # noqa: F401  (the loopback server fixture)
 
 
@@ -48,6 +48,35 @@ def test_fit_learns_the_corpus_and_ignores_digits(tmp_path):
     path = j.save(tmp_path / "judge.json")
     k = TextJudge.load(path)
     assert k.implied(texts[:3]) == pytest.approx(j.implied(texts[:3]), abs=1e-4)
+
+
+def test_evidence_drops_the_final_sentence_only():
+    assert evidence("Heavy blur. Edges smear. Overall the quality is bad.") == "Heavy blur. Edges smear."
+    assert evidence("Heavy blur. Overall the quality is") == "Heavy blur."  # a truncated verdict goes too
+    assert evidence("Only a verdict.") == "" and evidence("") == ""
+
+
+def test_evidence_judge_reads_the_observations_not_the_verdict(tmp_path):
+    texts, scores = corpus()
+    j = TextJudge.fit(texts, scores, reads="evidence")
+    assert j.reads == "evidence" and j.meta["reads"] == "evidence" and j.meta["cv_mae"] < 0.3
+    # the verdict sentence does not move it; the observations do
+    a, b = j.implied(["Severe blur, details are lost. Quality is excellent.", "Severe blur, details are lost. Poor."])
+    assert a == b and a < 2.5
+    c, d = j.implied(["Clean and sharp, no artefacts. Quality is poor.", "Quality is excellent."])
+    assert c > 4 and d is None  # nothing but a verdict: no evidence, no implied score
+    # the whole-text judge does read the verdict
+    w = TextJudge.fit(texts, scores)
+    e, f = w.implied(["Slight blur, mostly fine. Quality is excellent.", "Slight blur, mostly fine. Quality is poor."])
+    assert e - f > 0.3
+    k = TextJudge.load(j.save(tmp_path / "evidence.json"))
+    assert k.reads == "evidence" and k.implied(texts[:3]) == pytest.approx(j.implied(texts[:3]), abs=1e-4)
+    with pytest.raises(QPonderError, match="reads must be one of all, evidence"):
+        TextJudge.fit(texts, scores, reads="verdict")
+    bad = json.loads((tmp_path / "evidence.json").read_text()) | {"reads": "verdict"}
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(QPonderError, match="bad.json: judge: reads must be one of"):
+        TextJudge.load(tmp_path / "bad.json")
 
 
 def test_fit_from_distilled_uses_teacher_scores_of_kept_and_rejected_rows(tmp_path):
