@@ -1,14 +1,15 @@
-"""Does the consistency term change the consistency rate? Every paired GRPO run of stops 5-27, pooled.
+"""Does the consistency term change the consistency rate? Every paired GRPO run of stops 5-28, pooled.
 
 Each stop's ``grpo_arms`` results hold GRPO runs from one Q-Ponder-CI with the same recipe and seed, with and
 without the consistency term. One stop has 3-5 such pairs, too few to tell a small effect from the seed. This
 script pools the pairs of all stops (21 at the gated weight 0.25, 3 at weight 1.0, the ungated term's ten
 seeds, from stop 21 both terms inside the preset with the degradation term, ten seeds each, from stop 22 the
 threshold-gated term, from stop 24 that term with every term normalised within its group, from stops 25-26 the
-same pair at three times the steps, and from stop 27 the same pair with 8 rollouts per image) and tests the
-paired differences with scipy: the greedy consistency rate on each held-out split, the written answer's SRCC, and
-the family accuracy; and, where ``group_rewards.py`` measured both runs of a pair, the sampled policy's
-consistency rate. It trains nothing; it reads ``benchmarks/results/grpo_arms_*.json`` and ``group_rewards*.json``.
+same pair at three times the steps, from stop 27 the same pair with 8 rollouts per image, and from stop 28 the
+term paid by the evidence judge) and tests the paired differences with scipy: the greedy consistency rate on each
+held-out split, the written answer's SRCC, and the family accuracy; and, where ``group_rewards.py`` measured both
+runs of a pair, the sampled policy's consistency rate. It trains nothing; it reads
+``benchmarks/results/grpo_arms_*.json`` and ``group_rewards*.json``.
 
     .venv/bin/python benchmarks/consistency_effect.py     # -> benchmarks/results/consistency_effect.json
 """
@@ -67,6 +68,11 @@ PAIRS = [
     # fewer groups hold one value of the term; from stop 27's CI (AMD EPYC, bf16)
     ("grpo_arms_stop27_g8.json", "gdpo_thr1_g8", None, "gdpo_none_g8", list(range(20)),
      "threshold-gated 1.0, per-term normalised, with degradation, 8 rollouts", "stop 27's bf16 CI (runs/demo27)"),
+    # stop 28: the same two arms at 60 steps and 4 rollouts, the term paid by a judge that reads the reasoning
+    # without its verdict sentence (qponder judge fit --reads evidence); the greedy rates here are the run's
+    # whole-text judge's, judge_reading.py --pair tests the evidence judge's
+    ("grpo_arms_stop28_ev.json", "gdpo_ev1", None, "gdpo_none", list(range(20)),
+     "threshold-gated 1.0, evidence judge, per-term normalised, with degradation", "stop 27's bf16 CI (runs/demo27)"),
 ]
 # The same pairs measured on the sampled policy (benchmarks/group_rewards.py: 96 training images x 4 rollouts at
 # temperature 1, as GRPO samples them): the rate the term acts on, where the greedy rate sees only the mode.
@@ -134,6 +140,8 @@ def sampled_models(results: Path) -> dict[tuple[str, str], dict]:
         st = d["setting"]
         if (st.get("images"), st.get("seed"), st.get("temperature"), st.get("group", 4)) != (96, 0, 1.0, 4):
             continue  # other images, sampling seeds or group sizes: not comparable
+        if st.get("reward_kwargs", {}).get("consistency", {}).get("judge"):
+            continue  # rates read by another judge than the run's
         for model, v in d["models"].items():
             models[(st["run"], model)] = v
     return models
