@@ -81,3 +81,18 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     (junk / "l.csv").write_text("image,mos\na.png,3\n")
     assert_one_line_error(qponder("eval", "--model", "brisque", "--data", junk / "l.csv", "--out", tmp_path / "o2"),
                           "a.png: not a readable image")
+
+
+def test_judge_fit_reads_evidence_and_rejects_unknown_reads(tmp_path):
+    from tests.test_judge import corpus
+
+    texts, scores = corpus()
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"text": f"<think>{t}</think><answer>{s:.2f}</answer>"}) + "\n"
+                            for t, s in zip(texts, scores)))
+    res = qponder("judge", "fit", "--data", data, "--out", tmp_path / "ev.json", "--reads", "evidence")
+    assert res.returncode == 0, res.stderr
+    saved = json.loads((tmp_path / "ev.json").read_text())
+    assert saved["reads"] == "evidence" and saved["meta"]["n"] == 180
+    assert_one_line_error(qponder("judge", "fit", "--data", data, "--out", tmp_path / "x.json", "--reads", "verdict"),
+                          "reads must be one of all, evidence", "'verdict'")
