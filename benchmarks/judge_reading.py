@@ -81,8 +81,9 @@ def main() -> None:
             m = np.array([float(r["mos"]) for r, _ in keep])
             reasoning = [p.reasoning for _, p in keep]
             out = {"n": len(keep), "answer_srcc": _r(spearmanr(s, m).statistic), "answer_mae": _r(np.abs(s - m).mean())}
+            implied = {}
             for name, judge in (("whole", whole), ("evidence", ev)):
-                imp = judge.implied(reasoning)
+                imp = implied[name] = judge.implied(reasoning)
                 have = [i for i, x in enumerate(imp) if x is not None]
                 x, ss, mm = np.array([imp[i] for i in have]), s[have], m[have]
                 out[name] = {"judged": len(have), "consistency_rate": _r(np.mean(np.abs(x - ss) < 0.5)),
@@ -91,8 +92,7 @@ def main() -> None:
             # the verdict: the quality word of the final sentence, where the judge of the whole text finds it
             verdicts = [word.findall(t.strip()[len(evidence(t)):].lower()) for t in reasoning]
             match = np.array([bool(v) and v[-1] == quality_word(x) for v, x in zip(verdicts, s)])
-            imp = np.array([np.nan if x is None else x for x in whole.implied(reasoning)])
-            agree = np.abs(imp - s) < 0.5
+            agree = np.abs(np.array([np.nan if x is None else x for x in implied["whole"]]) - s) < 0.5
             out["verdict_word_found"] = _r(np.mean([bool(v) for v in verdicts]))
             out["verdict_band_match"] = _r(match.mean())
             out["whole_rate_where_band_matches"] = _r(agree[match].mean()) if match.any() else None

@@ -9,8 +9,8 @@ that text implies. Two judges share one interface, ``implied(texts) -> list[floa
   the score it gave. Stored as one small JSON file; ``qponder judge fit`` makes one, and a judge fitted on the
   full qponder-synth distillation ships with the package (``DEFAULT``). ``reads="evidence"`` makes a judge that
   reads the reasoning without its final sentence. A trace's last sentence is its verdict ("Overall the quality is
-  fair."), and a judge that reads it checks little more than that the answer falls in the verdict word's band; the
-  evidence judge asks whether what the reasoning *observed* supports the score.
+  fair."), whose word is a band of the score, so a judge that reads it can lean on that word; the evidence judge
+  asks whether what the reasoning *observed* supports the score (docs/results.md, stop 28).
 - ``LLMJudge``: any OpenAI-compatible server asked the same question in words (``judge.txt`` prompt).
 """
 
@@ -34,6 +34,11 @@ _LAST_SENTENCE = re.compile(r"[^.!?]*[.!?]?\s*$")
 READS = ("all", "evidence")
 
 
+def _check_reads(reads: str) -> None:
+    if reads not in READS:
+        raise QPonderError(f"judge: reads must be one of {', '.join(READS)}, got {reads!r}")
+
+
 def evidence(text: str) -> str:
     """The reasoning without its final sentence (the verdict in the teacher's traces and the students' copies)."""
     return _LAST_SENTENCE.sub("", (text or "").strip(), count=1)
@@ -53,8 +58,7 @@ class TextJudge:
 
     def __init__(self, vocab: list[str], coef: list[float], intercept: float, meta: dict | None = None,
                  reads: str = "all"):
-        if reads not in READS:
-            raise QPonderError(f"judge: reads must be one of {', '.join(READS)}, got {reads!r}")
+        _check_reads(reads)
         self.vocab, self.index = vocab, {w: i for i, w in enumerate(vocab)}
         self.coef, self.intercept, self.meta = np.asarray(coef, float), float(intercept), meta or {}
         self.reads = reads
@@ -86,8 +90,7 @@ class TextJudge:
 
         if len(texts) < 2 * folds:
             raise QPonderError(f"judge: need at least {2 * folds} reasoning texts to fit, got {len(texts)}")
-        if reads not in READS:
-            raise QPonderError(f"judge: reads must be one of {', '.join(READS)}, got {reads!r}")
+        _check_reads(reads)
         if reads == "evidence":
             texts = [evidence(t) for t in texts]
         df = Counter(f for t in texts for f in set(features(t)))
