@@ -70,10 +70,10 @@ def main() -> None:
         raise SystemExit(f"--rewards {a.rewards}: the mix has no consistency term to compare against")
     judge_path = a.run / "judge" / "judge.json"
     reward_kwargs = json.loads(a.reward_kwargs)
-    funcs, ws = reward_functions(mix, grpo_reward_kwargs({"rewards": mix, "reward_kwargs": reward_kwargs}, judge_path))
+    kwargs = grpo_reward_kwargs({"rewards": mix, "reward_kwargs": reward_kwargs}, judge_path)
+    funcs, ws = reward_functions(mix, kwargs)
     w = {f.__name__: x for f, x in zip(funcs, ws) if x}
-    # the rates read by the judge that pays the term: the run's own unless the consistency settings name another
-    judge = load_judge(str(reward_kwargs.get("consistency", {}).get("judge", judge_path)))
+    judge = load_judge(kwargs["consistency"]["judge"])  # the rates read by the judge that pays the term
 
     meta = a.run / "synth" / "metas" / "train.json"
     recs = load_records(meta)
