@@ -87,6 +87,14 @@ ARMS: dict[str, dict] = {
     "nocot600_s2": {"sft": {"reasoning": False, "max_steps": 600, "seed": 2}},
     "nocot600_bf16_s2": {"sft": {"reasoning": False, "max_steps": 600, "bf16": True, "seed": 2}},
     "ci600_s2": {"sft": {"max_steps": 600, "seed": 2}},
+    # stop 29: the no-CoT stage shares the CI's lr (1e-3), tuned for ~130-token targets; with six answer tokens per
+    # sample it draws unordered score levels in bf16. Is the ablation under-tuned rather than weaker?
+    "nocot600_bf16_lr3e4": {"sft": {"reasoning": False, "max_steps": 600, "bf16": True, "learning_rate": 3e-4}},
+    "nocot600_bf16_lr3e4_s1": {"sft": {"reasoning": False, "max_steps": 600, "bf16": True, "learning_rate": 3e-4,
+                                       "seed": 1}},
+    "nocot600_bf16_lr1e4": {"sft": {"reasoning": False, "max_steps": 600, "bf16": True, "learning_rate": 1e-4}},
+    "nocot600_bf16_lr1e4_s1": {"sft": {"reasoning": False, "max_steps": 600, "bf16": True, "learning_rate": 1e-4,
+                                       "seed": 1}},
 }
 
 

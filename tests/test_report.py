@@ -255,3 +255,26 @@ def test_cli(tmp_path, report):
     assert res.exit_code == 2
     err = " ".join(res.stderr.split())
     assert err.startswith("error:") and str(missing) in err and "Traceback" not in res.output
+
+
+def test_the_wall_time_bar_is_the_demos_budget_only(tmp_path):
+    from qponder.config import dump
+    from qponder.demo import FULL, STAGES, DemoRecipe, check
+    from qponder.report import demo_budget
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert demo_budget(run) is None  # a run that says nothing of its recipe keeps the bar
+    dump(DemoRecipe(out=str(run)), run / "demo.yaml")
+    assert demo_budget(run) is None
+    full = DemoRecipe(**{**FULL, "out": str(run)})
+    check(full)  # as `qponder demo --full` stores it
+    dump(full, run / "demo.yaml")
+    why = demo_budget(run)
+    assert "sft.max_steps 900 (the demo: 600)" in why and "grpo.max_steps 200 (the demo: 60)" in why
+    timed = {s: {"seconds": 430.0} for s in STAGES if s != "report"}  # 57 minutes, as --full took at stop 28
+    got = {b["name"]: b for b in compute_bars({}, timed, why)}[MINUTES]
+    assert got["value"] == pytest.approx(57.3) and got["passed"] is None and got["not_applicable"] == why
+    (run / "demo.yaml").write_text("- a list\n")
+    with pytest.raises(QPonderError, match="demo.yaml is not a mapping"):
+        demo_budget(run)
