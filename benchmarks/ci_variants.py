@@ -95,6 +95,16 @@ ARMS: dict[str, dict] = {
     "nocot600_bf16_lr1e4": {"sft": {"reasoning": False, "max_steps": 600, "bf16": True, "learning_rate": 1e-4}},
     "nocot600_bf16_lr1e4_s1": {"sft": {"reasoning": False, "max_steps": 600, "bf16": True, "learning_rate": 1e-4,
                                        "seed": 1}},
+    # ... and the CI at the lr where the no-CoT stage found ordered levels
+    "ci600_bf16_lr3e4": {"sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4}},
+    "ci600_bf16_lr3e4_s1": {"sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4, "seed": 1}},
+    "ci600_bf16_s1": {"sft": {"max_steps": 600, "bf16": True, "seed": 1}},
+    # the curriculum again (CoT SFT from the no-CoT model), now that the no-CoT stage reads the image at 3e-4
+    "ci600_bf16_lr3e4_from_nocot": {"init": "/work/main/runs/bench29/nocot600_bf16_lr3e4/ci",
+                                    "sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4}},
+    "ci600_bf16_lr3e4_from_nocot_s1": {"init": "/work/main/runs/bench29/nocot600_bf16_lr3e4_s1/ci",
+                                       "sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4, "seed": 1}},
+    "ci600_bf16_lr1e4": {"sft": {"max_steps": 600, "bf16": True, "learning_rate": 1e-4}},
 }
 
 
@@ -134,7 +144,8 @@ def main() -> None:
         spec, out = ARMS[arm], a.out / arm
         res = {"overrides": spec, "threads": torch.get_num_threads(), "omp": os.environ.get("OMP_NUM_THREADS"),
                "sft_seconds": None, "think": {}, "no_think": {}}
-        student = a.run / spec.get("init", "student")  # "sft_no_reasoning": the no-CoT-then-CoT curriculum
+        # "sft_no_reasoning": the no-CoT-then-CoT curriculum; an absolute path: another arm's model
+        student = a.run / spec.get("init", "student")
         if spec.get("student"):
             student = out / "student"
             if not (student / "model.safetensors").exists():
