@@ -98,11 +98,17 @@ def test_full_recipe_sections_keep_their_types():
     # the GRPO stage after 20 minutes of SFT
     from qponder.demo import _dataclass, full_overrides
     from qponder.train.grpo import GRPORecipe
+    from qponder.train.sft import SFTRecipe
 
     r = build(DemoRecipe, None, full_overrides())
     g = _dataclass(GRPORecipe, r.grpo, "grpo")
     assert isinstance(g.learning_rate, float) and g.learning_rate == DemoRecipe().grpo["learning_rate"]
     assert g.max_steps == 200 and isinstance(g.beta, float)
+    # --full replaces whole sections: it must carry the demo's SFT lr (3e-4), not fall back to sft.yaml's 1e-3
+    for name in ("sft_no_reasoning", "sft"):
+        s = _dataclass(SFTRecipe, getattr(r, name), name)
+        assert s.max_steps == 900 and s.learning_rate == getattr(DemoRecipe(), name)["learning_rate"] == 3e-4
+    assert r.ci_from_no_reasoning
     with pytest.raises(QPonderError, match="grpo.*learning_rate: 'fast' is not a valid float"):
         _dataclass(GRPORecipe, {"learning_rate": "fast"}, "grpo")
 
