@@ -1,10 +1,11 @@
 """A Q-Ponder-CI whose answers are partly decoupled from its reasoning: a start that leaves the consistency term
 something to fix (issue 5's positive control).
 
-Trains the demo's CI stage again (same student, traces, recipe and seed) on traces of which a fixed random
+Trains the demo's CI stage again (same start, traces, recipe and seed) on traces of which a fixed random
 fraction closes with another kept trace's MOS (a permutation within that fraction), so in those targets the answer
 does not follow the reasoning. The new run folder links the source run's synth, student and judge, and the eval
-folders of the models that did not change (baselines, teacher, no-CoT, Q-Ponder), so that
+folders of the models that did not change (baselines, teacher, no-CoT, Q-Ponder; the no-CoT model itself too,
+the CI's start where the run's recipe says ``ci_from_no_reasoning``), so that
 ``benchmarks/grpo_arms.py --run OUT`` trains and evaluates GRPO arms from this CI like from the demo's.
 
     python benchmarks/decoupled_ci.py --run runs/demo27 --out runs/pc29 --fraction 0.5 --seed 29
@@ -18,7 +19,7 @@ import random
 import time
 from pathlib import Path
 
-LINKED = ("synth", "student", "judge")
+LINKED = ("synth", "student", "judge", "sft_no_reasoning")
 UNCHANGED_EVAL = ("brisque", "niqe", "teacher", "sft_no_reasoning", "qponder")
 
 
@@ -37,6 +38,8 @@ def decouple(rows: list[dict], fraction: float, seed: int) -> list[dict]:
 
 
 def main() -> None:
+    import dataclasses
+
     from qponder.config import build, typed
     from qponder.demo import DemoRecipe, Run, evaluate_all
     from qponder.train.sft import SFTRecipe, train
@@ -50,7 +53,7 @@ def main() -> None:
     src, out = a.run.resolve(), a.out
     out.mkdir(parents=True, exist_ok=True)
     for name in LINKED:
-        if not (out / name).exists():
+        if (src / name).exists() and not (out / name).exists():
             (out / name).symlink_to(src / name)
     for name in UNCHANGED_EVAL:
         if (src / "eval" / name).is_dir() and not (out / "eval" / name).exists():
@@ -71,11 +74,12 @@ def main() -> None:
     if not (out / "ci" / "model.safetensors").exists():
         t0 = time.time()
         sft = typed(SFTRecipe, demo.sft, f"{out}/demo.yaml `sft`")
-        train(SFTRecipe(**{"report_to": "tensorboard", **sft, "model": str(out / "student"), "data": str(data),
+        start = out / ("sft_no_reasoning" if demo.ci_from_no_reasoning else "student")  # as the demo's `ci` stage
+        train(SFTRecipe(**{"report_to": "tensorboard", **sft, "model": str(start), "data": str(data),
                            "out": str(out / "ci"), "reasoning": True}))
         info["sft_seconds"] = round(time.time() - t0, 1)
         (out / "ci" / "decoupled.json").write_text(json.dumps(info, indent=1))
-    evaluate_all(Run(demo.__class__(**{**vars(demo), "out": str(out)})), out / "judge" / "judge.json")
+    evaluate_all(Run(dataclasses.replace(demo, out=str(out))), out / "judge" / "judge.json")
     print(json.dumps(info))
 
 

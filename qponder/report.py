@@ -113,8 +113,8 @@ def compute_bars(models: dict, stages: dict | None = None, budget: str | None = 
     such a run (``--full``) reports its minutes without a verdict."""
     def bar(name, value, target, op, na=None):
         if value is None or target is None or na:
-            return {"name": name, "value": value, "target": target, "op": op, "gap": None, "passed": None} | (
-                {"not_applicable": na} if na else {})
+            unset = {"name": name, "value": value, "target": target, "op": op, "gap": None, "passed": None}
+            return {**unset, "not_applicable": na} if na else unset
         gap = target - value if op in ("<", "<=") else value - target
         passed = {">=": gap >= 0, ">": gap > 0, "<": gap > 0, "<=": gap >= 0}[op]
         return {"name": name, "value": value, "target": target, "op": op, "gap": gap, "passed": bool(passed)}
