@@ -100,9 +100,9 @@ ARMS: dict[str, dict] = {
     "ci600_bf16_lr3e4_s1": {"sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4, "seed": 1}},
     "ci600_bf16_s1": {"sft": {"max_steps": 600, "bf16": True, "seed": 1}},
     # the curriculum again (CoT SFT from the no-CoT model), now that the no-CoT stage reads the image at 3e-4
-    "ci600_bf16_lr3e4_from_nocot": {"init": "/work/main/runs/bench29/nocot600_bf16_lr3e4/ci",
+    "ci600_bf16_lr3e4_from_nocot": {"init": "../bench29/nocot600_bf16_lr3e4/ci",
                                     "sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4}},
-    "ci600_bf16_lr3e4_from_nocot_s1": {"init": "/work/main/runs/bench29/nocot600_bf16_lr3e4_s1/ci",
+    "ci600_bf16_lr3e4_from_nocot_s1": {"init": "../bench29/nocot600_bf16_lr3e4_s1/ci",
                                        "sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4, "seed": 1}},
     "ci600_bf16_lr1e4": {"sft": {"max_steps": 600, "bf16": True, "learning_rate": 1e-4}},
 }
@@ -144,7 +144,7 @@ def main() -> None:
         spec, out = ARMS[arm], a.out / arm
         res = {"overrides": spec, "threads": torch.get_num_threads(), "omp": os.environ.get("OMP_NUM_THREADS"),
                "sft_seconds": None, "think": {}, "no_think": {}}
-        # "sft_no_reasoning": the no-CoT-then-CoT curriculum; an absolute path: another arm's model
+        # "sft_no_reasoning": the no-CoT-then-CoT curriculum; "../bench29/ARM/ci": another arm's model
         student = a.run / spec.get("init", "student")
         if spec.get("student"):
             student = out / "student"
