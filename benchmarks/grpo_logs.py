@@ -1,4 +1,5 @@
-"""How far GRPO moved: each run's logged reward terms and KL early and late in training, averaged per arm.
+"""How far GRPO moved: each run's logged reward terms, KL, within-group reward spread, entropy and gradient norm
+early and late in training, averaged per arm.
 
 Reads the ``trainer_state.json`` that every GRPO run writes (TRL's log history) and, per arm, averages over its
 seeds the first and last ``--window`` logged steps of each reward term's mean, the KL to the reference and the
@@ -24,7 +25,10 @@ def summary(run: Path, window: int) -> dict:
     logs = grpo_log(run)
     if len(logs) < 2 * window:
         raise SystemExit(f"{run}/trainer_state.json: {len(logs)} logged steps, fewer than 2 x --window {window}")
-    keys = [k for k in logs[0] if (k.startswith("rewards/") and k.endswith("/mean")) or k in ("kl", "reward")]
+    # the within-group spread (reward_std), the token entropy and the gradient norm say how much the policy has left
+    # to learn from and how far each step pushes it; the reward means and KL say where it went
+    keys = [k for k in logs[0] if (k.startswith("rewards/") and k.endswith("/mean"))
+            or k in ("kl", "reward", "reward_std", "entropy", "grad_norm")]
     out = {}
     for k in keys:
         out[k] = {"first": statistics.fmean(h[k] for h in logs[:window]),
