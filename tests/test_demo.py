@@ -104,7 +104,7 @@ def test_full_recipe_sections_keep_their_types():
     g = _dataclass(GRPORecipe, r.grpo, "grpo")
     assert isinstance(g.learning_rate, float) and g.learning_rate == DemoRecipe().grpo["learning_rate"]
     assert g.max_steps == 200 and isinstance(g.beta, float)
-    # --full replaces whole sections: it must carry the demo's SFT lr (3e-4), not fall back to sft.yaml's 1e-3
+    # --full replaces whole sections: it must carry the demo's SFT lr (3e-4), not fall back to SFTRecipe's default 1e-3
     for name in ("sft_no_reasoning", "sft"):
         s = _dataclass(SFTRecipe, getattr(r, name), name)
         assert s.max_steps == 900 and s.learning_rate == getattr(DemoRecipe(), name)["learning_rate"] == 3e-4

@@ -63,6 +63,17 @@ def test_accelerate_config_parses(path):
         assert raw["num_machines"] == 1
 
 
+def test_standalone_sft_recipe_is_the_demos_stage():
+    # `qponder sft --config recipes/sft.yaml` must train what the demo's SFT stages train (stop 29: lr 1e-3, the
+    # dataclass default, left the answer-only model unordered)
+    from qponder.demo import DemoRecipe
+
+    r, demo = build(SFTRecipe, RECIPES / "sft.yaml"), DemoRecipe()
+    for stage in (demo.sft, demo.sft_no_reasoning):
+        assert (r.learning_rate, r.max_steps) == (stage["learning_rate"], stage["max_steps"])
+    assert r.learning_rate != SFTRecipe().learning_rate
+
+
 def test_overrides_and_errors(tmp_path):
     r = build(SFTRecipe, RECIPES / "sft.yaml", ["learning_rate=5e-4", "lora=true"], max_steps=7, out=None)
     assert (r.learning_rate, r.lora, r.max_steps, r.out) == (5e-4, True, 7, "runs/demo/ci")
