@@ -38,9 +38,9 @@ class DemoRecipe:
     # traces that name another family taught the student the teacher's misreadings (docs/results.md, stop 6)
     distill: dict = field(default_factory=lambda: {"check_family": True})
     # 600 steps: bf16 autocast made them as cheap as 300 in fp32 were, and the CI's test SRCC rose 0.37 -> 0.56
-    # (docs/results.md, stop 14); the no-CoT ablation gets the same budget. lr 3e-4, not SFTRecipe's default 1e-3: at 1e-3
-    # the answer-only stage wrote a few unordered score levels (SRCC ~0.2); at 3e-4 it reads the image (0.60-0.71
-    # over two seeds; docs/results.md, stop 29)
+    # (docs/results.md, stop 14); the no-CoT ablation gets the same budget. lr 3e-4, not SFTRecipe's default 1e-3:
+    # at 1e-3 the answer-only stage wrote a few unordered score levels (SRCC ~0.2); at 3e-4 it reads the image
+    # (0.60-0.71 over two seeds; docs/results.md, stop 29)
     sft_no_reasoning: dict = field(default_factory=lambda: {"max_steps": 600, "save_steps": 200,
                                                             "learning_rate": 3e-4})
     sft: dict = field(default_factory=lambda: {"max_steps": 600, "save_steps": 200,

@@ -71,6 +71,7 @@ def test_standalone_sft_recipe_is_the_demos_stage():
     r, demo = build(SFTRecipe, RECIPES / "sft.yaml"), DemoRecipe()
     for stage in (demo.sft, demo.sft_no_reasoning):
         assert (r.learning_rate, r.max_steps) == (stage["learning_rate"], stage["max_steps"])
+    # the dataclass default is what older runs' demo.yaml (no lr) rebuild with, so the recipe sets its own
     assert r.learning_rate != SFTRecipe().learning_rate
 
 
