@@ -98,13 +98,11 @@ ARMS: dict[str, dict] = {
     # ... and the CI at the lr where the no-CoT stage found ordered levels
     "ci600_bf16_lr3e4": {"sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4}},
     "ci600_bf16_lr3e4_s1": {"sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4, "seed": 1}},
-    "ci600_bf16_s1": {"sft": {"max_steps": 600, "bf16": True, "seed": 1}},
     # the curriculum again (CoT SFT from the no-CoT model), now that the no-CoT stage reads the image at 3e-4
     "ci600_bf16_lr3e4_from_nocot": {"init": "../bench29/nocot600_bf16_lr3e4/ci",
                                     "sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4}},
     "ci600_bf16_lr3e4_from_nocot_s1": {"init": "../bench29/nocot600_bf16_lr3e4_s1/ci",
                                        "sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4, "seed": 1}},
-    "ci600_bf16_lr1e4": {"sft": {"max_steps": 600, "bf16": True, "learning_rate": 1e-4}},
 }
 
 

@@ -8,7 +8,7 @@ folders of the models that did not change (baselines, teacher, no-CoT, Q-Ponder;
 the CI's start where the run's recipe says ``ci_from_no_reasoning``), so that
 ``benchmarks/grpo_arms.py --run OUT`` trains and evaluates GRPO arms from this CI like from the demo's.
 
-    python benchmarks/decoupled_ci.py --run runs/demo27 --out runs/pc29 --fraction 0.5 --seed 29
+    python benchmarks/decoupled_ci.py --run runs/demo29 --out runs/pc30 --fraction 0.5 --seed 29
 """
 
 from __future__ import annotations
