@@ -1,12 +1,13 @@
-"""Does the consistency term change the consistency rate? Every paired GRPO run of stops 5-28, pooled.
+"""Does the consistency term change the consistency rate? Every paired GRPO run of stops 5-31, pooled.
 
 Each stop's ``grpo_arms`` results hold GRPO runs from one Q-Ponder-CI with the same recipe and seed, with and
 without the consistency term. One stop has 3-5 such pairs, too few to tell a small effect from the seed. This
 script pools the pairs of all stops (21 at the gated weight 0.25, 3 at weight 1.0, the ungated term's ten
 seeds, from stop 21 both terms inside the preset with the degradation term, ten seeds each, from stop 22 the
 threshold-gated term, from stop 24 that term with every term normalised within its group, from stops 25-26 the
-same pair at three times the steps, from stop 27 the same pair with 8 rollouts per image, and from stop 28 the
-term paid by the evidence judge) and tests the paired differences with scipy: the greedy consistency rate on each
+same pair at three times the steps, from stop 27 the same pair with 8 rollouts per image, from stop 28 the
+term paid by the evidence judge, and from stops 30-31 two forms of the term from a CI trained with its answers
+decoupled from its reasoning) and tests the paired differences with scipy: the greedy consistency rate on each
 held-out split, the written answer's SRCC, and the family accuracy; and, where ``group_rewards.py`` measured both
 runs of a pair, the sampled policy's consistency rate. It trains nothing; it reads
 ``benchmarks/results/grpo_arms_*.json`` and ``group_rewards*.json``.
@@ -73,6 +74,13 @@ PAIRS = [
     # whole-text judge's, judge_reading.py --pair tests the evidence judge's
     ("grpo_arms_stop28_ev.json", "gdpo_ev1", None, "gdpo_none", list(range(20)),
      "threshold-gated 1.0, evidence judge, per-term normalised, with degradation", "stop 27's bf16 CI (runs/demo27)"),
+    # stops 30-31, the positive control: a CI whose targets close with another trace's MOS in half the traces
+    # (benchmarks/decoupled_ci.py), so its answers follow its reasoning less often (rate 0.760 against 0.846); the
+    # threshold-gated term at 1.0 (stop 30), then the ungated one at 0.2 (stop 31), both against stop 30's runs
+    ("grpo_arms_stop30_pc.json", "gdpo_t1", None, "gdpo_none", list(range(5)),
+     "threshold-gated 1.0, per-term normalised, with degradation, decoupled CI", "runs/pc30's decoupled CI"),
+    ("grpo_arms_stop31_ug.json", "gdpo_ug20", None, "gdpo_none", list(range(5)),
+     "ungated 0.2, per-term normalised, with degradation, decoupled CI", "runs/pc30's decoupled CI"),
 ]
 # The same pairs measured on the sampled policy (benchmarks/group_rewards.py: 96 training images x 4 rollouts at
 # temperature 1, as GRPO samples them): the rate the term acts on, where the greedy rate sees only the mode.
@@ -84,7 +92,9 @@ SAMPLED = [("runs/demo_lm384", "qponder", "runs/demo_lm384", "accuracy", "gated 
            ("runs/demo16", "deg", "runs/demo16", "nocons", "gated 0.25, with degradation"),
            ("runs/demo22f", "thr", "runs/demo22f", "nocons", "threshold-gated 0.5, with degradation"),
            ("runs/demo23", "gdpo_thr1", "runs/demo23", "gdpo_none",
-            "threshold-gated 1.0, per-term normalised, with degradation")]
+            "threshold-gated 1.0, per-term normalised, with degradation"),
+           ("runs/pc30", "gdpo_t1", "runs/pc30", "gdpo_none",
+            "threshold-gated 1.0, per-term normalised, with degradation, decoupled CI")]
 
 
 def pairs(results: Path) -> list[dict]:
