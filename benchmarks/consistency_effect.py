@@ -94,7 +94,9 @@ SAMPLED = [("runs/demo_lm384", "qponder", "runs/demo_lm384", "accuracy", "gated 
            ("runs/demo23", "gdpo_thr1", "runs/demo23", "gdpo_none",
             "threshold-gated 1.0, per-term normalised, with degradation"),
            ("runs/pc30", "gdpo_t1", "runs/pc30", "gdpo_none",
-            "threshold-gated 1.0, per-term normalised, with degradation, decoupled CI")]
+            "threshold-gated 1.0, per-term normalised, with degradation, decoupled CI"),
+           ("runs/pc30", "gdpo_ug20", "runs/pc30", "gdpo_none",
+            "ungated 0.2, per-term normalised, with degradation, decoupled CI")]
 
 
 def pairs(results: Path) -> list[dict]:
