@@ -18,6 +18,8 @@ import os
 import time
 from pathlib import Path
 
+WIDE = {"lm_hidden": 384, "lm_intermediate": 1536, "lm_heads": 6}  # the demo's `wide` preset
+
 ARMS: dict[str, dict] = {
     "default": {"student": {}, "sft": {}},
     "direct": {"student": {}, "sft": {"direct_answers": True}},
@@ -103,6 +105,19 @@ ARMS: dict[str, dict] = {
                                     "sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4}},
     "ci600_bf16_lr3e4_from_nocot_s1": {"init": "../bench29/nocot600_bf16_lr3e4_s1/ci",
                                        "sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4, "seed": 1}},
+    # stop 32: block 6 again (stop 13 tried it under lr 1e-3 from the fresh student, 0.3 under its input's ceiling),
+    # now with the current curriculum, whose no-CoT stage reaches the block-4 ridge read-out (0.671 against 0.685)
+    **{f"{kind}600_bf16_lr3e4_layers6_s{seed}": {
+        **({"student": dict(WIDE, vision_layers=6)} if kind == "nocot" else
+           {"init": f"../bench32/nocot600_bf16_lr3e4_layers6_s{seed}/ci"}),
+        "sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4, "seed": seed,
+                **({"reasoning": False} if kind == "nocot" else {})}}
+       for kind in ("nocot", "ci") for seed in (1, 2)},
+    # block 4's seed 2, the pair of the block-6 seed-2 arms (stop 29 ran seeds 0 and 1)
+    "nocot600_bf16_lr3e4_s2": {"student": dict(WIDE), "sft": {"reasoning": False, "max_steps": 600, "bf16": True,
+                                                              "learning_rate": 3e-4, "seed": 2}},
+    "ci600_bf16_lr3e4_from_nocot_s2": {"init": "../bench32/nocot600_bf16_lr3e4_s2/ci",
+                                       "sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4, "seed": 2}},
 }
 
 
