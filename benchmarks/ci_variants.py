@@ -118,6 +118,12 @@ ARMS: dict[str, dict] = {
                                                               "learning_rate": 3e-4, "seed": 2}},
     "ci600_bf16_lr3e4_from_nocot_s2": {"init": "../bench32/nocot600_bf16_lr3e4_s2/ci",
                                        "sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4, "seed": 2}},
+    # stop 32: perception turns (the label's family and level, every labelled training image) in the CI stage, under
+    # the current curriculum; stop 10 tried them at lr 1e-3 from the fresh student, where the CoT collapsed
+    **{f"ci600_bf16_lr3e4_from_nocot_perceive_s{seed}": {
+        "init": f"../bench{29 if seed < 2 else 32}/nocot600_bf16_lr3e4{'_s%d' % seed if seed else ''}/ci",
+        "sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4, "seed": seed, "perception_turns": True}}
+       for seed in (0, 1, 2)},
 }
 
 
