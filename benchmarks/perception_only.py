@@ -7,6 +7,7 @@ the linear probe on the tower's features (``diagnosis_ceiling.py``, ``reading_pa
 image-to-words path has not learnt.
 
     python benchmarks/perception_only.py --run runs/demo_stop8 --steps 300,900
+    python benchmarks/perception_only.py --run runs/demo27 --ask runs/bench32/ARM/ci --results FILE   # ask only
 """
 
 from __future__ import annotations
@@ -48,13 +49,22 @@ def main() -> None:
     ap.add_argument("--steps", default="300,900")
     ap.add_argument("--out", type=Path, default=Path("runs/bench/perception_only"))
     ap.add_argument("--results", type=Path, default=Path("benchmarks/results/perception_only.json"))
+    ap.add_argument("--ask", default="", help="model folders, comma-separated: only ask them the perception question "
+                    "(e.g. CIs trained with perception turns beside the traces), no training")
     a = ap.parse_args()
+    results = json.loads(a.results.read_text()) if a.results.exists() else {}
+    if a.ask:
+        for folder in a.ask.split(","):
+            results[folder] = name_families(Path(folder), a.run / "synth")
+            print(folder, {k: v for k, v in results[folder].items() if k != "named"}, flush=True)
+        a.results.parent.mkdir(parents=True, exist_ok=True)
+        a.results.write_text(json.dumps(results, indent=1))
+        return
     data = a.out / "perception.jsonl"
     if not data.exists():  # every distilled image, none of its traces: kept=false leaves the perception turn only
         a.out.mkdir(parents=True, exist_ok=True)
         rows = [json.loads(line) for line in (a.run / "distill" / "train.jsonl").read_text().splitlines() if line]
         data.write_text("".join(json.dumps({**r, "kept": False}) + "\n" for r in rows))
-    results = json.loads(a.results.read_text()) if a.results.exists() else {}
     for steps in map(int, a.steps.split(",")):
         model, t0, seconds = a.out / f"steps_{steps}", time.time(), None
         if not (model / "model.safetensors").exists():
