@@ -56,6 +56,9 @@ def main() -> None:
            "srcc_diff_block6_minus_block4": diffs,
            "mean_srcc_diff": {m: {s: statistics.mean(v) for s, v in d.items()} for m, d in diffs.items()},
            "ci_family_acc_test_diff": fam, "mean_ci_family_acc_test_diff": statistics.mean(fam),
+           # issue 6 asks no-CoT < CI: how far each block's no-CoT model sits above its own CI, per seed and split
+           "nocot_minus_ci": {b: [runs[(seed, b)]["nocot"][s]["srcc"] - runs[(seed, b)]["ci"][s]["srcc"]
+                                  for seed in seeds for s in SPLITS] for b in (4, 6)},
            # paired over seeds, two-sided: a description beside the pre-written rule, which reads the means
            "ttest_p_two_sided": {m: {s: float(ttest_1samp(v, 0.0).pvalue) for s, v in d.items()}
                                  for m, d in diffs.items()} if len(seeds) > 2 else None}
@@ -71,6 +74,9 @@ def main() -> None:
                   + " / ".join(f"{r6[s]['srcc'] - r4[s]['srcc']:+.3f}" for s in SPLITS) + f" | {fa} |")
         print(f"| **{name}, mean** | | | | " + " / ".join(f"**{out['mean_srcc_diff'][m][s]:+.3f}**" for s in SPLITS)
               + (f" | {out['mean_ci_family_acc_test_diff']:+.3f} |" if m == "ci" else " | |"))
+    for b, gap in out["nocot_minus_ci"].items():
+        print(f"block {b}: no-CoT above its CI on {sum(g > 0 for g in gap)} of {len(gap)} seed-splits, "
+              f"mean {statistics.mean(gap):+.3f}")
     if out["ttest_p_two_sided"]:
         print("paired t-test p (two-sided):", {m: {s: round(p, 3) for s, p in d.items()}
                                                for m, d in out["ttest_p_two_sided"].items()})
