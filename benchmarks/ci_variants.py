@@ -124,6 +124,11 @@ ARMS: dict[str, dict] = {
         "init": f"../bench{29 if seed < 2 else 32}/nocot600_bf16_lr3e4{'_s%d' % seed if seed else ''}/ci",
         "sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4, "seed": seed, "perception_turns": True}}
        for seed in (0, 1, 2)},
+    # stop 33: a gentler CoT stage from the same no-CoT models (the demo's CI drops test_xtype from 0.642 to 0.574)
+    **{f"ci600_bf16_lr1e4_from_nocot_s{seed}": {
+        "init": f"../bench{29 if seed < 2 else 32}/nocot600_bf16_lr3e4{'_s%d' % seed if seed else ''}/ci",
+        "sft": {"max_steps": 600, "bf16": True, "learning_rate": 1e-4, "seed": seed}}
+       for seed in (0, 1, 2)},
 }
 
 

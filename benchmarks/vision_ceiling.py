@@ -1,6 +1,6 @@
 """How much of the score can the embedded student's vision tower see at all? A linear-probe ceiling.
 
-For each DINOv2-S/14 block k (the default student keeps blocks 1-4), the patch tokens of each image (224x224,
+For each DINOv2-S/14 block k, and for a few sets of blocks read together (``SETS``) (the default student keeps blocks 1-4), the patch tokens of each image (224x224,
 as the student's processor feeds them) are pooled into [mean, std, CLS] (1,152 numbers) and a ridge regression
 to the MOS is fitted on qponder-synth `train` (alpha chosen on the last 20 % of train, whose photos the first
 80 % do not contain), then scored on the demo's splits. No language model is involved: if a linear read-out of
@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 BLOCKS = (2, 4, 6, 8, 10, 12)
+# several blocks side by side (their [mean, std, CLS] concatenated): can a student reading more than one block see more?
+SETS = ((2, 4), (4, 6), (2, 4, 6), BLOCKS)
 
 
 def features(model, synth: Path, split: str, stride: int) -> tuple[dict[int, np.ndarray], np.ndarray]:
@@ -67,8 +69,13 @@ def main() -> None:
     xtr, ytr = features(model, a.synth, "train", 1)
     tests = {s: features(model, a.synth, s, 4 if s == "test" else 1) for s in ("test", "test_xtype", "test_compound")}
     res = {"synth": str(a.synth), "features": "mean, std and CLS of block-k tokens at 224 px", "blocks": {}}
+    for blocks in SETS:
+        key = "+".join(map(str, blocks))
+        xtr[key] = np.concatenate([xtr[k] for k in blocks], 1)
+        for x, _ in tests.values():
+            x[key] = np.concatenate([x[k] for k in blocks], 1)
     cut = int(0.8 * len(ytr))
-    for k in BLOCKS:
+    for k in list(BLOCKS) + ["+".join(map(str, b)) for b in SETS]:
         mu, sd = xtr[k].mean(0), xtr[k].std(0) + 1e-6
         z = (xtr[k] - mu) / sd
         val = {al: spearmanr(predict(z[cut:], ridge(z[:cut], ytr[:cut], al)), ytr[cut:]).statistic
