@@ -129,6 +129,13 @@ ARMS: dict[str, dict] = {
         "init": f"../bench{29 if seed < 2 else 32}/nocot600_bf16_lr3e4{'_s%d' % seed if seed else ''}/ci",
         "sft": {"max_steps": 600, "bf16": True, "learning_rate": 1e-4, "seed": seed}}
        for seed in (0, 1, 2)},
+    # stop 33: the teacher told each image's family label (its traces lead with it; its score stays its own), so
+    # the MOS filter alone decides which images keep a trace (1,302 instead of 816 on the demo's train split)
+    **{f"ci600_bf16_lr3e4_from_nocot_famhint_s{seed}": {
+        "init": f"../bench{29 if seed < 2 else 32}/nocot600_bf16_lr3e4{'_s%d' % seed if seed else ''}/ci",
+        "distill": {"check_family": True, "use_family_hint": True},
+        "sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4, "seed": seed}}
+       for seed in (0, 1, 2)},
 }
 
 

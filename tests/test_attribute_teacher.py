@@ -131,9 +131,40 @@ def test_mos_hint_moves_the_score_toward_the_mos(distorted):
     assert top_mentioned(up) == "compression"  # the reasoning stays the teacher's own
 
 
+def test_lead_with_puts_the_labelled_family_first():
+    diag = [("blur", 0.8), ("noise", 0.3), ("color", 0.0)]
+    assert A.lead_with(diag, "color") == [("color", 0.8), ("blur", 0.8), ("noise", 0.3)]
+    assert A.lead_with(diag, "noise") == [("noise", 0.8), ("blur", 0.8), ("color", 0.0)]
+    assert A.lead_with(diag, "blur") == diag
+    # a compound: the labelled family the teacher sees more of leads, the other is at least "slight"
+    assert A.lead_with(diag, "color+noise") == [("noise", 0.8), ("color", 0.2), ("blur", 0.8)]
+    assert A.lead_with(diag, "none") == [("blur", 0.198), ("noise", 0.198), ("color", 0.0)]
+    with pytest.raises(A.QPonderError, match="'haze' is not one of|haze is not one of"):
+        A.lead_with(diag, "blur+haze")
+
+
+def test_family_hint_leads_the_reasoning_and_keeps_the_score(distorted):
+    from qponder.eval.reasoning import named_family
+
+    x = pil(distorted["jpeg"])
+    own = AttributeTeacher().describe(x)
+    assert named_family(parse(own).reasoning) == "compression"
+    assert AttributeTeacher().describe(x, family="noise") == own  # hint off by default: the label is ignored
+    hinted = AttributeTeacher(family_hint=True)
+    for family in ("noise", "brightness", "spatial"):
+        p = parse(hinted.describe(x, family=family))
+        assert p.ok and named_family(p.reasoning) == family
+        assert p.score == parse(own).score  # the score stays the teacher's own
+    assert named_family(parse(hinted.describe(x, family="none")).reasoning) is None
+    assert hinted.describe(x) == own  # no label given: the teacher's own diagnosis
+    with pytest.raises(A.QPonderError, match="family hint 'fog'"):
+        hinted.describe(x, family="fog")
+
+
 def test_reads_pixels_only(distorted, monkeypatch):
     assert list(inspect.signature(measure).parameters) == ["image"]
-    assert list(inspect.signature(AttributeTeacher.describe).parameters) == ["self", "image", "mos"]
+    # the MOS and the family label are documented hints, both off by default (tests above and below)
+    assert list(inspect.signature(AttributeTeacher.describe).parameters) == ["self", "image", "mos", "family"]
     x = pil(distorted["gaussian_blur"])  # built in memory: no file name to peek at
 
     def no_files(*args, **kwargs):

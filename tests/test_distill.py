@@ -118,6 +118,32 @@ def test_family_check_drops_traces_that_name_another_family():
     assert D.verdict(blur, 4.0, 0.5, family="blur")[1] == "score disagrees with MOS"
 
 
+def test_family_hint_reaches_the_teacher(data, tmp_path, monkeypatch):
+    recs = [Record(f"{i}.png", 3.0, family=["blur", "noise", None][i % 3]) for i in range(1, 7)]
+    write_meta(recs, data / "metas" / "hint.json")
+    seen = {}
+
+    class Hinted(FakeTeacher):
+        def describe(self, image, mos=None, family=None):
+            seen[image.getpixel((0, 0))[0]] = family
+            return super().describe(image, mos)
+
+    make_teacher = D.make_teacher
+    monkeypatch.setattr(D, "make_teacher", lambda recipe, records, root: Hinted())
+    meta, out = str(data / "metas" / "hint.json"), tmp_path / "h.jsonl"
+    s = D.distill(D.DistillRecipe(data=meta, out=str(out), use_family_hint=True), progress=False)
+    assert s["use_family_hint"] is True
+    assert seen == {25 * i: ["blur", "noise", None][i % 3] for i in range(1, 7)}
+    assert all(json.loads(x)["use_family_hint"] for x in out.read_text().splitlines())
+    with pytest.raises(QPonderError, match="use_family_hint=True, this run asks for False"):
+        D.distill(D.DistillRecipe(data=meta, out=str(out)), progress=False)
+    seen.clear()
+    D.distill(D.DistillRecipe(data=meta, out=str(tmp_path / "plain.jsonl")), progress=False)
+    assert len(seen) == 6 and set(seen.values()) == {None}  # off: describe is called without a family
+    with pytest.raises(QPonderError, match="use_family_hint is an option of the attribute teacher"):
+        make_teacher(D.DistillRecipe(teacher="openai", model="m", use_family_hint=True), [], tmp_path)
+
+
 def test_family_check_in_a_distillation(data, tmp_path, monkeypatch):
     recs = [Record(f"{i}.png", min(5.0, 1 + 4 * 25 * i / 255), family="brightness" if i % 2 else "blur")
             for i in range(7)]

@@ -810,6 +810,27 @@ def write_reasoning(sev: dict[str, float], diagnosis: Sequence[tuple[str, float]
     return text
 
 
+def lead_with(diagnosis: Sequence[tuple[str, float]], family: str) -> list[tuple[str, float]]:
+    """``diagnosis`` led by a labelled ``family`` ("a+b" for a compound, "none" for a reference).
+
+    The labelled families go first, none below "slight" and the first at least as severe as the teacher's own
+    worst family, so the reasoning names the label's family; "none" brings every family under ``CLEAN_BELOW``.
+    The other families keep the teacher's measured severities and order.
+    """
+    own = dict(diagnosis)
+    if family == "none":
+        return [(f, min(s, round(CLEAN_BELOW * 0.99, 4))) for f, s in diagnosis]
+    wanted = family.split("+")
+    unknown = [f for f in wanted if f not in own]
+    if unknown:
+        raise QPonderError(f"family hint {family!r}: {', '.join(unknown)} is not one of the teacher's families "
+                           f"({', '.join(FAMILIES)}, or 'none')")
+    top = max(own.values())
+    lead = sorted(wanted, key=lambda f: -own[f])
+    head = [(f, max(own[f], CLEAN_BELOW, top if i == 0 else 0.0)) for i, f in enumerate(lead)]
+    return head + [(f, s) for f, s in diagnosis if f not in wanted]
+
+
 # ---------------------------------------------------------------------------------------------- teacher
 
 
@@ -825,7 +846,10 @@ class AttributeTeacher:
     """Offline teacher: classical attribute measurements -> expert-style reasoning -> its own score.
 
     ``use_mos_hint``: when True and ``describe`` gets a MOS, the final score moves ``hint_weight`` of the way
-    from the teacher's own score to the MOS (the reasoning stays the teacher's own). ``seed`` changes the
+    from the teacher's own score to the MOS (the reasoning stays the teacher's own). ``family_hint``: when True
+    and ``describe`` gets a distortion family label, the reasoning leads with that family (``lead_with``) while
+    the score stays the teacher's own, so a MOS filter keeps the same images (STaR's rationalisation: the
+    label tells the teacher what to explain, not what to score). ``seed`` changes the
     phrasing (not the measurements). ``diagnosis_first`` (the default): the verdict leads the reasoning, see
     ``write_reasoning``. ``calibration``: a dict from ``fit`` (or ``fit_calibration``); None uses
     the hand-set default mapping.
@@ -834,7 +858,7 @@ class AttributeTeacher:
     name = "attribute"
 
     def __init__(self, use_mos_hint: bool = False, seed: int = 0, calibration: dict | None = None,
-                 hint_weight: float = 0.8, diagnosis_first: bool = True):
+                 hint_weight: float = 0.8, diagnosis_first: bool = True, family_hint: bool = False):
         if not 0.0 <= hint_weight <= 1.0:
             raise QPonderError(f"hint_weight must be in [0, 1] (got {hint_weight})")
         self.use_mos_hint = bool(use_mos_hint)
@@ -842,6 +866,7 @@ class AttributeTeacher:
         self.calibration = calibration
         self.hint_weight = float(hint_weight)
         self.diagnosis_first = bool(diagnosis_first)
+        self.family_hint = bool(family_hint)
 
     def assess(self, image) -> dict:
         """Everything the teacher concludes about one image: attributes, detector severities, diagnosis, score."""
@@ -851,17 +876,19 @@ class AttributeTeacher:
         return {"attributes": a, "severities": sev, "diagnosis": diag,
                 "score": score_from(a, diag, self.calibration)}
 
-    def describe(self, image: Image.Image, mos: float | None = None) -> str:
-        """``<think>reasoning</think><answer>score</answer>`` for one image (pixels only; see the module doc)."""
+    def describe(self, image: Image.Image, mos: float | None = None, family: str | None = None) -> str:
+        """``<think>reasoning</think><answer>score</answer>`` for one image (pixels, and the hints the class doc
+        names when they are switched on)."""
         r = self.assess(image)
         score = r["score"]
+        diagnosis = lead_with(r["diagnosis"], family) if self.family_hint and family else r["diagnosis"]
         shift = 0.0
         if self.use_mos_hint and mos is not None:
             target = min(max(float(mos), 1.0), 5.0)
             shift = self.hint_weight * (target - score)
             score = round(min(max(score + shift, 1.0), 5.0), 2)
         rng = random.Random(image_key(image) ^ (self.seed * 0x9E3779B97F4A7C15 & (2 ** 64 - 1)))
-        text = write_reasoning(r["severities"], r["diagnosis"], score, rng, hint_shift=shift,
+        text = write_reasoning(r["severities"], diagnosis, score, rng, hint_shift=shift,
                                diagnosis_first=self.diagnosis_first)
         return format_answer(score, text)
 

@@ -31,6 +31,9 @@ class DistillRecipe:
     tolerance: float = 0.5  # keep a trace when |teacher score - MOS| <= tolerance (MOS on [1, 5])
     retries: int = 0  # extra attempts for a rejected image
     use_mos_hint: bool = False  # tell the teacher the MOS (documented option; off: an honest teacher)
+    # attribute teacher: tell it the record's distortion family label, which its reasoning then leads with (its
+    # score stays its own); for data with labels (qponder-synth, KADID). See AttributeTeacher.
+    use_family_hint: bool = False
     # also drop a trace whose named distortion family (qponder.eval.reasoning.named_family) is not the record's
     # label, where the data has one ("none": the trace must name no family): the MOS filter for the diagnosis
     check_family: bool = False
@@ -56,7 +59,7 @@ def make_teacher(recipe: DistillRecipe, records: list[Record], root: Path):
         from qponder.teachers.attribute import AttributeTeacher
 
         teacher = AttributeTeacher(use_mos_hint=recipe.use_mos_hint, seed=recipe.seed,
-                                   diagnosis_first=recipe.diagnosis_first)
+                                   diagnosis_first=recipe.diagnosis_first, family_hint=recipe.use_family_hint)
         if recipe.calibrate:
             from qponder.eval.evaluate import open_image
 
@@ -68,6 +71,9 @@ def make_teacher(recipe: DistillRecipe, records: list[Record], root: Path):
 
         if not recipe.model:
             raise QPonderError("distill --teacher openai needs --model (the served model's name)")
+        if recipe.use_family_hint:
+            raise QPonderError("use_family_hint is an option of the attribute teacher; the openai teacher's prompt "
+                               "has no slot for a family label")
         return OpenAITeacher(base_url=recipe.base_url, model=recipe.model, api_key_env=recipe.api_key_env,
                              temperature=recipe.temperature, max_tokens=recipe.max_tokens, timeout=recipe.timeout,
                              concurrency=recipe.concurrency, use_mos_hint=recipe.use_mos_hint)
@@ -121,12 +127,12 @@ def read_done(path: Path) -> dict[str, dict]:
 
 
 def _row(rec: Record, root: Path, teacher: str, text, error, attempts: int, tolerance: float, history: list,
-         check_family: bool = False) -> dict:
+         check_family: bool = False, use_family_hint: bool = False) -> dict:
     kept, why, score = verdict(text, rec.mos, tolerance, error, rec.family if check_family else None)
     return {"image": rec.image, "path": str(rec.path(root).resolve()), "mos": rec.mos, "dis_type": rec.dis_type,
             "family": rec.family, "level": rec.level, "split": rec.split, "teacher": teacher, "text": text,
             "score": score, "kept": kept, "verdict": why, "attempts": attempts, "rejected": history,
-            "check_family": check_family, "tolerance": tolerance}
+            "check_family": check_family, "tolerance": tolerance, "use_family_hint": use_family_hint}
 
 
 def distill(recipe: DistillRecipe, progress: bool = True) -> dict:
@@ -146,7 +152,7 @@ def distill(recipe: DistillRecipe, progress: bool = True) -> dict:
     done = read_done(out)
     # a resumed file keeps its rows' verdicts: mixing two filters would go unnoticed. Rows written before a
     # setting was recorded carry no value for it (check_family was off then; tolerance cannot be known).
-    for key, before in (("check_family", False), ("tolerance", None)):
+    for key, before in (("check_family", False), ("tolerance", None), ("use_family_hint", False)):
         want = getattr(recipe, key)
         other = next((r for r in done.values() if r.get(key, before) not in (None, want)), None)
         if other is not None:
@@ -165,9 +171,10 @@ def distill(recipe: DistillRecipe, progress: bool = True) -> dict:
             if not pending:
                 break
             again = []
-            for rec, text, error in _ask(teacher, pending, root, recipe.use_mos_hint, open_image):
+            for rec, text, error in _ask(teacher, pending, root, recipe.use_mos_hint, open_image,
+                                         recipe.use_family_hint):
                 row = _row(rec, root, teacher.name, text, error, attempt, recipe.tolerance, history[rec.image],
-                           recipe.check_family)
+                           recipe.check_family, recipe.use_family_hint)
                 if not row["kept"] and attempt <= recipe.retries:
                     history[rec.image].append({"text": text, "verdict": row["verdict"]})
                     again.append(rec)
@@ -184,12 +191,13 @@ def distill(recipe: DistillRecipe, progress: bool = True) -> dict:
                "kept_share": round(sum(r["kept"] for r in rows) / len(rows), 4) if rows else None,
                "dropped": dict(Counter(r["verdict"].split(":")[0] for r in rows if not r["kept"])),
                "tolerance": recipe.tolerance, "check_family": recipe.check_family,
+               "use_family_hint": recipe.use_family_hint,
                "seconds_this_run": round(time.time() - t0, 1)}
     out.with_suffix(".summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
-def _ask(teacher, records: list[Record], root: Path, hint: bool, open_image):
+def _ask(teacher, records: list[Record], root: Path, hint: bool, open_image, family_hint: bool = False):
     """Yield (record, text, error) for each record; concurrent when the teacher can batch requests."""
     mos = (lambda r: r.mos) if hint else (lambda r: None)
     if hasattr(teacher, "describe_many"):
@@ -210,6 +218,7 @@ def _ask(teacher, records: list[Record], root: Path, hint: bool, open_image):
         return
     for r in records:
         try:
-            yield r, teacher.describe(open_image(r.path(root)), mos(r)), None
+            hints = {"family": r.family} if family_hint else {}
+            yield r, teacher.describe(open_image(r.path(root)), mos(r), **hints), None
         except QPonderError as e:
             yield r, None, str(e)
