@@ -193,6 +193,22 @@ def _predictions(run_dir: Path, model: str, split: str = "test") -> list[dict]:
     return _read_jsonl(run_dir / "eval" / model / split / "predictions.jsonl")
 
 
+def family_naming(run_dir: Path, models: dict, split: str = "test") -> dict:
+    """model -> labelled family -> {acc, n}: how often the reasoning names each distortion family on ``split``,
+    read from the predictions (so a run evaluated before this table existed gets it too)."""
+    from qponder.eval.reasoning import reasoning_metrics
+    from qponder.models.answer import parse
+
+    out = {}
+    for m in models:
+        rows = [{**r, "reasoning": parse(r["text"]).reasoning} for r in _predictions(run_dir, m, split)
+                if r.get("text")]
+        by = reasoning_metrics(rows)["family_by_family"] if any(r["reasoning"] for r in rows) else {}
+        if by:
+            out[m] = by
+    return out
+
+
 def make_plots(run_dir: Path, summary: dict, out: Path) -> list[str]:
     """scatter.png, family_srcc.png and grpo_curves.png (each only when it has data); paths relative to out."""
     from matplotlib.figure import Figure  # no pyplot: no global backend state, Agg canvas by default
@@ -342,6 +358,16 @@ def render(summary: dict, examples: list[str]) -> str:
         md += _table(["model", "split"] + [h for _, h in REASONING],
                      [[_name(m), s] + [_fmt(_get(models, m, s, k), 1 if k == "mean_tokens" else 3)
                                        for k, _ in REASONING] for m, s in rsn])
+    naming = summary.get("family_naming") or {}
+    if naming:
+        fams = sorted({f for by in naming.values() for f in by}, key=lambda f: ("+" in f, f))
+        n = {f: next(by[f]["n"] for by in naming.values() if f in by) for f in fams}
+        md += ["## Which distortion families the reasoning names (test)\n",
+               "Share of the distorted `test` images of each labelled family whose reasoning names that family "
+               "most (`qponder.eval.reasoning.named_family`; a compound counts either family). Images per family "
+               "in brackets.\n"]
+        md += _table(["model"] + [f"{f} ({n[f]})" for f in fams],
+                     [[_name(m)] + [_fmt(by[f]["acc"]) if f in by else "–" for f in fams] for m, by in naming.items()])
     md += ["## Parse failures\n"]
     md += _table(["model"] + splits, [[_name(m)] + [_fmt(_get(models, m, s, "parse_fail_rate")) for s in splits]
                                       for m in models])
@@ -412,6 +438,7 @@ def write_report(run_dir, out=None) -> dict:
     summary["grpo"] = {"steps": len(log), "reward_first": log[0]["reward"], "reward_last": log[-1]["reward"],
                        "kl_last": kl[-1] if kl else None} if log else None
     summary["diagnostics"] = diagnostics(run_dir, summary["models"], log)
+    summary["family_naming"] = family_naming(run_dir, summary["models"])
     summary["plots"] = make_plots(run_dir, summary, out)
     (out / "report.md").write_text(render(summary, _examples(run_dir, out)))
     summary["report"] = str(out / "report.md")

@@ -101,6 +101,11 @@ def test_report_tables(report):
     assert "| BRISQUE | test |" not in md
     assert "| Q-Ponder | 0.050 | 0.000 |" in md
     assert "| ci | 120.0 | 2.0 |" in md and "| **total** | 210.0 | 3.5 |" in md
+    # which families the reasoning names, read from the predictions: "spatial" is no lexicon word, so the fake
+    # texts never name it; references ("none") and models without reasoning are not in the table
+    naming = md[md.index("## Which distortion families"):md.index("## Parse failures")]
+    assert "| model | blur (2) | color (2) | compression (2) | noise (2) | spatial (2) |" in naming
+    assert "| Q-Ponder | 1.000 | 1.000 | 1.000 | 1.000 | 0.000 |" in naming and "BRISQUE" not in naming
     # the expected-score table lists only the models that have one
     exp = md[md.index("## Agreement with MOS, expected score"):md.index("## Reasoning")]
     assert "| Q-Ponder-CI | 0.875 | 0.880 | 0.700 |" in exp and "| Q-Ponder |" not in exp

@@ -39,6 +39,7 @@ def named_level(text: str | None) -> int | None:
 def reasoning_metrics(rows: list[dict]) -> dict:
     """rows: dicts with ``reasoning`` (text or None), ``family`` and ``level`` labels. Missing labels are skipped."""
     fam_hits = fam_n = sev_hits = sev_near = sev_n = clean_hits = clean_n = 0
+    by_family: dict[str, list[int]] = {}  # label -> [named right, images]: which defects the reasoning can name
     for r in rows:
         family, text = r.get("family"), r.get("reasoning")
         if text is None or not family:
@@ -49,7 +50,11 @@ def reasoning_metrics(rows: list[dict]) -> dict:
             clean_hits += named is None
             continue
         fam_n += 1
-        fam_hits += named is not None and named in family.split("+")
+        hit = named is not None and named in family.split("+")
+        fam_hits += hit
+        tally = by_family.setdefault(family, [0, 0])
+        tally[0] += hit
+        tally[1] += 1
         if r.get("level") and "+" not in family:
             sev_n += 1
             lv = named_level(text)
@@ -58,7 +63,8 @@ def reasoning_metrics(rows: list[dict]) -> dict:
     ratio = lambda a, b: round(a / b, 4) if b else None  # noqa: E731
     return {"family_acc": ratio(fam_hits, fam_n), "family_n": fam_n, "severity_acc": ratio(sev_hits, sev_n),
             "severity_within1": ratio(sev_near, sev_n), "severity_n": sev_n, "clean_rate": ratio(clean_hits, clean_n),
-            "clean_n": clean_n}
+            "clean_n": clean_n,
+            "family_by_family": {f: {"acc": ratio(h, n), "n": n} for f, (h, n) in sorted(by_family.items())}}
 
 
 CONSISTENT_WITHIN = 0.5
