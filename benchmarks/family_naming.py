@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from collections import Counter
 from pathlib import Path
 
 
@@ -30,6 +31,7 @@ def naming(pred_dir: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--group", action="append", required=True, help="NAME=DIR,DIR,... (eval folders of one split)")
+    ap.add_argument("--traces", action="append", default=[], help="NAME=JSONL: a distillation's kept traces per family")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     res = {}
@@ -41,7 +43,13 @@ def main() -> None:
         res[name] = {"runs": runs, "mean_by_family": mean,
                      "mean_family_acc": round(statistics.mean(r["family_acc"] for r in runs.values()), 4),
                      "mean_macro": round(statistics.mean(mean.values()), 4)}
-    a.out.write_text(json.dumps(res, indent=1))
+    kept = {}
+    for t in a.traces:
+        name, _, path = t.partition("=")
+        rows = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+        kept[name] = dict(sorted(Counter(r["family"] for r in rows if r.get("kept")).items()))
+        print(f"kept traces, {name}: {sum(kept[name].values())}", kept[name])
+    a.out.write_text(json.dumps({**res, **({"kept_traces": kept} if kept else {})}, indent=1))
     fams = sorted({f for r in res.values() for f in r["mean_by_family"]}, key=lambda f: ("+" in f, f))
     print("| group (mean over its runs) | " + " | ".join(fams) + " | all | per-family mean |")
     print("|---|" + "---|" * (len(fams) + 2))
