@@ -4,8 +4,8 @@ Q-Ponder distils reasoning from a large teacher VLM. Offline there is none, so t
 model is asked to do, from the pixels only: look at sharpness, noise, compression, exposure, contrast and
 colour, name the dominant problem(s) and how badly they hurt the content, then give a score in [1, 5].
 
-It never reads labels, file names or distortion types: ``measure`` takes a PIL image (or an HxWx3 uint8 array)
-and nothing else. It is deliberately an *honest, imperfect* teacher, roughly what a generalist 72B VLM would
+Unless one of the two hints below is switched on, it never reads labels, file names or distortion types:
+``measure`` takes a PIL image (or an HxWx3 uint8 array) and nothing else. It is deliberately an *honest, imperfect* teacher, roughly what a generalist 72B VLM would
 be on synthetic distortions: it sees strong blur, noise, blocking, palette reduction or clipping well, and it
 misses or misnames subtle ones (mild blur, small tone shifts, displaced patches, JPEG 2000 is called blur),
 which leaves room for later RL to beat it.
@@ -46,6 +46,10 @@ Pipeline
 MOS hint (``use_mos_hint=True``, off by default): the reasoning stays the teacher's own, and the final score is
 pulled toward the given MOS, ``score + hint_weight * (mos - score)``; the conclusion's quality word follows the
 final score. Without a MOS (or with the option off) the MOS argument is ignored.
+
+Family hint (``family_hint=True``, off by default): the reasoning leads with the given distortion family label
+(``lead_with``) and the score stays the teacher's own. Measured in docs/results.md (stop 33): on qponder-synth it
+gives every kept trace its label's family, and a student trained on them names no more families right.
 """
 
 from __future__ import annotations
