@@ -28,13 +28,13 @@ def main() -> None:
     arms = {}
     for f in a.results:
         arms.update(json.loads(f.read_text()))
+    def read(name: str) -> dict | None:
+        arm, _, mode = name.partition("@")
+        return arms.get(arm, {}).get(mode or a.mode)
+
     rows = []
     for pair in a.pair:
         with_, without = pair.split(":")
-        def read(name: str) -> dict | None:
-            arm, _, mode = name.partition("@")
-            return arms.get(arm, {}).get(mode or a.mode)
-
         missing = [n for n in (with_, without) if not read(n)]
         if missing:
             raise SystemExit(f"{', '.join(missing)}: not in {', '.join(map(str, a.results))} (mode {a.mode})")

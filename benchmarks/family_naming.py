@@ -17,14 +17,12 @@ from pathlib import Path
 
 
 def naming(pred_dir: Path) -> dict:
-    from qponder.eval.reasoning import reasoning_metrics
-    from qponder.models.answer import parse
+    from qponder.eval.reasoning import reasoning_metrics, with_reasoning
 
     f = pred_dir / "predictions.jsonl"
     if not f.is_file():
         raise SystemExit(f"{f}: no predictions")
-    rows = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
-    m = reasoning_metrics([{**r, "reasoning": parse(r["text"]).reasoning} for r in rows if r.get("text")])
+    m = reasoning_metrics(with_reasoning([json.loads(x) for x in f.read_text().splitlines() if x.strip()]))
     return {"family_acc": m["family_acc"], "by_family": m["family_by_family"]}
 
 

@@ -196,13 +196,11 @@ def _predictions(run_dir: Path, model: str, split: str = "test") -> list[dict]:
 def family_naming(run_dir: Path, models: dict, split: str = "test") -> dict:
     """model -> labelled family -> {acc, n}: how often the reasoning names each distortion family on ``split``,
     read from the predictions (so a run evaluated before this table existed gets it too)."""
-    from qponder.eval.reasoning import reasoning_metrics
-    from qponder.models.answer import parse
+    from qponder.eval.reasoning import reasoning_metrics, with_reasoning
 
     out = {}
     for m in models:
-        rows = [{**r, "reasoning": parse(r["text"]).reasoning} for r in _predictions(run_dir, m, split)
-                if r.get("text")]
+        rows = with_reasoning(_predictions(run_dir, m, split))
         by = reasoning_metrics(rows)["family_by_family"] if any(r["reasoning"] for r in rows) else {}
         if by:
             out[m] = by

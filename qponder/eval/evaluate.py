@@ -28,8 +28,7 @@ from qponder.data.records import Record, check_images, load_records
 from qponder.errors import QPonderError
 from qponder.eval import metrics as M
 from qponder.eval.predictor import Prediction, Predictor
-from qponder.eval.reasoning import consistency_metrics, reasoning_metrics
-from qponder.models.answer import parse
+from qponder.eval.reasoning import consistency_metrics, reasoning_metrics, with_reasoning
 
 MIN_PER_GROUP = 5  # a per-family SRCC over fewer images is noise
 
@@ -217,10 +216,10 @@ def summarize_rows(rows: list[dict], on_mos_scale: bool, judge=None) -> dict:
     for r in rows:
         if r.get("family"):
             families.setdefault(r["family"], []).append(r)
-    with_reasoning = [{**r, "reasoning": parse(r.get("text")).reasoning} for r in rows if r.get("text")]
-    if any(r["reasoning"] for r in with_reasoning):
-        summary.update(reasoning_metrics(with_reasoning))
-        summary.update(consistency_metrics(with_reasoning, judge))
+    reasoned = with_reasoning(rows)
+    if any(r["reasoning"] for r in reasoned):
+        summary.update(reasoning_metrics(reasoned))
+        summary.update(consistency_metrics(reasoned, judge))
     summary["per_family"] = {
         f: {k: v for k, v in _metrics(rs, on_mos_scale).items() if k in ("n", "srcc", "plcc", "parse_fail_rate")}
         for f, rs in sorted(families.items()) if len(rs) >= MIN_PER_GROUP

@@ -36,6 +36,13 @@ def named_level(text: str | None) -> int | None:
     return min(hits)[1] if hits else None
 
 
+def with_reasoning(rows: list[dict]) -> list[dict]:
+    """Prediction rows that have a completion, each with its ``reasoning`` (the ``<think>`` text, or None)."""
+    from qponder.models.answer import parse
+
+    return [{**r, "reasoning": parse(r.get("text")).reasoning} for r in rows if r.get("text")]
+
+
 def reasoning_metrics(rows: list[dict]) -> dict:
     """rows: dicts with ``reasoning`` (text or None), ``family`` and ``level`` labels. Missing labels are skipped."""
     fam_hits = fam_n = sev_hits = sev_near = sev_n = clean_hits = clean_n = 0
