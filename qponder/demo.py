@@ -26,8 +26,8 @@ SPLITS = ("test", "test_xtype", "test_compound")
 console = Console(stderr=True)
 
 
-# The defaults are the demo (recipes/demo.yaml spells them out): sized to finish in under 20 minutes on a
-# 2-core CPU. FULL (``qponder demo --full``) trains longer for better numbers.
+# The defaults are the demo (recipes/demo.yaml spells them out): sized for 20 minutes on a 2-core CPU with fast
+# bf16; the slower 2-core machines of stops 27-33 take 27-32 minutes (README). FULL (``qponder demo --full``) trains longer for better numbers.
 @dataclass
 class DemoRecipe:
     out: str = "runs/demo"
