@@ -43,7 +43,9 @@ def main() -> None:
                      "srcc": {s: [m0[s]["srcc"], m1[s]["srcc"]] for s in SPLITS},
                      "family_acc_test": [m0["test"].get("family_acc"), m1["test"].get("family_acc")],
                      "distinct_scores_test": [m0["test"]["distinct_scores"], m1["test"]["distinct_scores"]]})
-    mean = {"srcc_diff": {s: statistics.mean(r["srcc"][s][1] - r["srcc"][s][0] for r in rows) for s in SPLITS}}
+    diffs = [r["srcc"][s][1] - r["srcc"][s][0] for r in rows for s in SPLITS]
+    mean = {"srcc_diff": {s: statistics.mean(r["srcc"][s][1] - r["srcc"][s][0] for r in rows) for s in SPLITS},
+            "lower_seed_splits": f"{sum(d < 0 for d in diffs)} of {len(diffs)}"}
     if all(None not in r["family_acc_test"] for r in rows):
         mean["family_acc_test_diff"] = statistics.mean(r["family_acc_test"][1] - r["family_acc_test"][0] for r in rows)
     a.out.write_text(json.dumps({"mode": a.mode, "pairs": rows, "mean": mean}, indent=1))
@@ -59,6 +61,7 @@ def main() -> None:
               + f" | {r['distinct_scores_test'][0]} / {r['distinct_scores_test'][1]} |")
     print("| **mean** | | | " + " / ".join(f"**{v:+.3f}**" for v in mean["srcc_diff"].values())
           + (f" | **{mean['family_acc_test_diff']:+.3f}** | |" if "family_acc_test_diff" in mean else " | | |"))
+    print(f"with lower than without on {mean['lower_seed_splits']} seed-splits")
 
 
 if __name__ == "__main__":

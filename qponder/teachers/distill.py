@@ -151,7 +151,8 @@ def distill(recipe: DistillRecipe, progress: bool = True) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     done = read_done(out)
     # a resumed file keeps its rows' verdicts: mixing two filters would go unnoticed. Rows written before a
-    # setting was recorded carry no value for it (check_family was off then; tolerance cannot be known).
+    # setting was recorded carry no value for it (check_family and use_family_hint were off then; tolerance cannot
+    # be known).
     for key, before in (("check_family", False), ("tolerance", None), ("use_family_hint", False)):
         want = getattr(recipe, key)
         other = next((r for r in done.values() if r.get(key, before) not in (None, want)), None)
