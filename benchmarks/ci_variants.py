@@ -136,6 +136,16 @@ ARMS: dict[str, dict] = {
         "distill": {"check_family": True, "use_family_hint": True},
         "sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4, "seed": seed}}
        for seed in (0, 1, 2)},
+    # stop 34: the tower warmed up on MOS and family labels first (qponder.train.tower, 350 steps of 16 images), then
+    # the demo's curriculum from it; paired with nocot600_bf16_lr3e4[_sN] and ci600_bf16_lr3e4_from_nocot[_sN]
+    **{f"nocot600_bf16_lr3e4_tower_s{seed}": {
+        "tower": {"max_steps": 350, "seed": seed},
+        "sft": {"reasoning": False, "max_steps": 600, "bf16": True, "learning_rate": 3e-4, "seed": seed}}
+       for seed in (0, 1, 2)},
+    **{f"ci600_bf16_lr3e4_from_nocot_tower_s{seed}": {
+        "init": f"../bench34/nocot600_bf16_lr3e4_tower_s{seed}/ci",
+        "sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4, "seed": seed}}
+       for seed in (0, 1, 2)},
 }
 
 
@@ -159,6 +169,7 @@ def main() -> None:
     from qponder.score import Scorer, VLMPredictor
     from qponder.teachers.distill import DistillRecipe, distill
     from qponder.train.sft import SFTRecipe, train
+    from qponder.train.tower import TowerRecipe, warm_up
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", type=Path, default=Path("runs/demo"))
@@ -181,6 +192,11 @@ def main() -> None:
             student = out / "student"
             if not (student / "model.safetensors").exists():
                 init_model("default", student, **spec["student"])
+        if spec.get("tower"):  # the student's tower warmed up on the train split's labels first
+            warm_up(TowerRecipe(model=str(student), data=str(meta / "train.json"), out=str(out / "tower"),
+                                **spec["tower"]), progress=False)
+            student = out / "tower"
+            res["tower_seconds"] = json.loads((student / "tower.json").read_text())["seconds"]
         data = a.run / "distill" / "train.jsonl"
         if spec.get("distill"):  # the demo's distillation with other teacher settings
             data = out / "distill" / "train.jsonl"

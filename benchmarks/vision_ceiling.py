@@ -7,6 +7,7 @@ to the MOS is fitted on qponder-synth `train` (alpha chosen on the last 20 % of 
 the frozen features cannot rank the test images, a student built on them cannot either.
 
     python benchmarks/vision_ceiling.py --synth runs/demo/synth
+    python benchmarks/vision_ceiling.py --synth runs/demo/synth --tower runs/demo/tower   # a student's own tower
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ BLOCKS = (2, 4, 6, 8, 10, 12)
 SETS = ((2, 4), (4, 6), (2, 4, 6), BLOCKS)
 
 
-def features(model, synth: Path, split: str, stride: int) -> tuple[dict[int, np.ndarray], np.ndarray]:
+def features(model, synth: Path, split: str, stride: int, blocks=BLOCKS) -> tuple[dict[int, np.ndarray], np.ndarray]:
     import torch
     from PIL import Image
 
@@ -31,14 +32,14 @@ def features(model, synth: Path, split: str, stride: int) -> tuple[dict[int, np.
 
     recs = json.loads((synth / "metas" / f"{split}.json").read_text())[::stride]
     mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
-    out: dict[int, list] = {k: [] for k in BLOCKS}
+    out: dict[int, list] = {k: [] for k in blocks}
     for i in range(0, len(recs), 32):
         batch = [np.asarray(Image.open(synth / "images" / r["image"]).convert("RGB").resize((224, 224), Image.BICUBIC))
                  for r in recs[i:i + 32]]
         x = ((np.stack(batch) / 255.0 - mean) / std).transpose(0, 3, 1, 2)
         with torch.inference_mode():
             hs = model(pixel_values=torch.tensor(x, dtype=torch.float32), output_hidden_states=True).hidden_states
-        for k in BLOCKS:
+        for k in blocks:
             t = hs[k][:, 1:]
             out[k].append(torch.cat([t.mean(1), t.std(1), hs[k][:, 0]], 1).numpy())
     return {k: np.concatenate(v) for k, v in out.items()}, np.array([r["gt_score"] for r in recs])
@@ -63,19 +64,31 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--synth", type=Path, default=Path("runs/demo/synth"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/vision_ceiling.json"))
+    ap.add_argument("--tower", type=Path, help="read this student folder's own tower (e.g. a warmed one) instead of "
+                    "DINOv2's 12 blocks; only the blocks it has")
     a = ap.parse_args()
     t0 = time.time()
-    model = load_dinov2(max(BLOCKS)).eval()
-    xtr, ytr = features(model, a.synth, "train", 1)
-    tests = {s: features(model, a.synth, s, 4 if s == "test" else 1) for s in ("test", "test_xtype", "test_compound")}
-    res = {"synth": str(a.synth), "features": "mean, std and CLS of block-k tokens at 224 px", "blocks": {}}
-    for blocks in SETS:
-        key = "+".join(map(str, blocks))
-        xtr[key] = np.concatenate([xtr[k] for k in blocks], 1)
+    if a.tower:
+        from qponder.models import load
+        from qponder.train.common import vision_modules
+
+        model = vision_modules(load(str(a.tower))[0]).eval()
+    else:
+        model = load_dinov2(max(BLOCKS)).eval()
+    blocks = tuple(k for k in BLOCKS if k <= model.config.num_hidden_layers)
+    sets = tuple(b for b in SETS if set(b) <= set(blocks))
+    xtr, ytr = features(model, a.synth, "train", 1, blocks)
+    tests = {s: features(model, a.synth, s, 4 if s == "test" else 1, blocks)
+             for s in ("test", "test_xtype", "test_compound")}
+    res = {"synth": str(a.synth), "tower": str(a.tower) if a.tower else "DINOv2-S/14 (12 blocks)",
+           "features": "mean, std and CLS of block-k tokens at 224 px", "blocks": {}}
+    for blocks_set in sets:
+        key = "+".join(map(str, blocks_set))
+        xtr[key] = np.concatenate([xtr[k] for k in blocks_set], 1)
         for x, _ in tests.values():
-            x[key] = np.concatenate([x[k] for k in blocks], 1)
+            x[key] = np.concatenate([x[k] for k in blocks_set], 1)
     cut = int(0.8 * len(ytr))
-    for k in list(BLOCKS) + ["+".join(map(str, b)) for b in SETS]:
+    for k in list(blocks) + ["+".join(map(str, b)) for b in sets]:
         mu, sd = xtr[k].mean(0), xtr[k].std(0) + 1e-6
         z = (xtr[k] - mu) / sd
         val = {al: spearmanr(predict(z[cut:], ridge(z[:cut], ytr[:cut], al)), ytr[cut:]).statistic

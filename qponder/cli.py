@@ -172,6 +172,24 @@ def model_init(
                   f"vision), {card['image_tokens']} image tokens, built in {card['seconds']} s -> {out}")
 
 
+@model_app.command("warm-tower")
+def model_warm_tower(
+    model: Optional[str] = typer.Option(None, help="Student folder whose vision tower is warmed up."),
+    data: Optional[Path] = typer.Option(None, help="Labelled images: meta JSON or CSV with mos (family where known)."),
+    images: Optional[Path] = typer.Option(None, help="Image root for relative paths."),
+    out: Optional[Path] = typer.Option(None, help="Output folder: the same student with the warmed tower."),
+    max_steps: Optional[int] = typer.Option(None),
+    set_: list[str] = typer.Option([], "--set", help="Override any recipe key: --set key=value."),
+):
+    """Train the student's vision tower on MOS and family labels before SFT (qponder.train.tower)."""
+    from qponder.config import build
+    from qponder.train.tower import TowerRecipe, warm_up
+
+    recipe = build(TowerRecipe, None, set_, model=model, data=_s(data), images=_s(images), out=_s(out),
+                   max_steps=max_steps)
+    console.print(f"tower warm-up -> {warm_up(recipe)}")
+
+
 def _print_summary(s: dict) -> None:
     t = Table(title=f"{s['model']} on {s['data']}")
     for k in ("n", "srcc", "plcc", "plcc_logistic", "krcc", "rmse", "parse_fail_rate", "images_per_second"):
