@@ -146,6 +146,11 @@ ARMS: dict[str, dict] = {
         "init": f"../bench34/nocot600_bf16_lr3e4_tower_s{seed}/ci",
         "sft": {"max_steps": 600, "bf16": True, "learning_rate": 3e-4, "seed": seed}}
        for seed in (0, 1, 2)},
+    # stop 34: does the no-CoT student read more of its tokens with twice the steps? (frozen and warmed tower)
+    **{f"nocot1200_bf16_lr3e4{tag}_s{seed}": {
+        **({"init": f"../bench34/nocot600_bf16_lr3e4_tower_s{seed}/tower"} if tag else {}),
+        "sft": {"reasoning": False, "max_steps": 1200, "bf16": True, "learning_rate": 3e-4, "seed": seed}}
+       for seed in (0, 1) for tag in ("", "_tower")},
 }
 
 
