@@ -51,7 +51,8 @@ def main() -> None:
     fmt = lambda d, sign="": " / ".join(f"{d[s]:{sign}.3f}" for s in SPLITS)  # noqa: E731
     for i, r in enumerate(rows):
         for read in READS:
-            print(f"| {i} | {read} | {fmt(r[read]['without'])} | {fmt(r[read]['with'])} | {fmt(r[read]['diff'], '+')} |")
+            d = r[read]
+            print(f"| {i} | {read} | {fmt(d['without'])} | {fmt(d['with'])} | {fmt(d['diff'], '+')} |")
     for read in READS:
         print(f"| **mean** | {read} | | | **{fmt(mean[read], '+')}** |")
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,12 @@
 """How much of the score can the embedded student's vision tower see at all? A linear-probe ceiling.
 
 For each DINOv2-S/14 block k (the default student keeps blocks 1-4), and for a few sets of blocks read side by side
-(``SETS``), the patch tokens of each image (224x224, as the student's processor feeds them) are pooled into [mean, std, CLS] (1,152 numbers) and a ridge regression
-to the MOS is fitted on qponder-synth `train` (alpha chosen on the last 20 % of train, whose photos the first
-80 % do not contain), then scored on the demo's splits. No language model is involved: if a linear read-out of
-the frozen features cannot rank the test images, a student built on them cannot either.
+(``SETS``), the patch tokens of each image (224x224, as the student's processor feeds them) are pooled into
+[mean, std, CLS] (1,152 numbers) and a ridge regression to the MOS is fitted on qponder-synth `train` (alpha chosen
+on the last 20 % of train, whose photos the first 80 % do not contain), then scored on the demo's splits. No
+language model is involved: if a linear read-out of the frozen features cannot rank the test images, a student
+built on them cannot either. ``--tower`` reads a student folder's own tower instead (e.g. one warmed up by
+``qponder model warm-tower``), at the blocks it has.
 
     python benchmarks/vision_ceiling.py --synth runs/demo/synth
     python benchmarks/vision_ceiling.py --synth runs/demo/synth --tower runs/demo/tower   # a student's own tower

@@ -60,22 +60,31 @@ def patch_summary(hidden):
     return torch.cat([t.mean(1), t.std(1)], 1)
 
 
-def _pixels(recipe: TowerRecipe, processor):
+def _labels(recipe: TowerRecipe):
+    """(image paths, standardised MOS, family index or -100, family names) of the labelled images."""
     import numpy as np
     import torch
 
     from qponder.data.records import check_images, load_records
-    from qponder.eval.evaluate import default_image_root, open_image
+    from qponder.eval.evaluate import default_image_root
 
     recs = load_records(recipe.data)
     root = Path(recipe.images) if recipe.images else default_image_root(Path(recipe.data), recs)
     recs = check_images(recs, root, source=recipe.data)
-    pix = torch.cat([processor.image_processor(images=[open_image(r.path(root))], return_tensors="pt")["pixel_values"]
-                     for r in recs])
     mos = np.array([r.mos for r in recs], dtype=np.float32)
     families = sorted({r.family for r in recs if r.family})
     fam = torch.tensor([families.index(r.family) if r.family else -100 for r in recs])
-    return pix, torch.tensor((mos - mos.mean()) / max(mos.std(), 1e-6)), fam, families
+    return [r.path(root) for r in recs], torch.tensor((mos - mos.mean()) / max(mos.std(), 1e-6)), fam, families
+
+
+def _pixels(processor, paths: list[Path]):
+    import torch
+
+    from qponder.eval.evaluate import open_image
+
+    # loaded per batch, not all up front: a real dataset at a real tower's resolution would not fit in memory
+    return torch.cat([processor.image_processor(images=[open_image(p)], return_tensors="pt")["pixel_values"]
+                      for p in paths])
 
 
 def warm_up(recipe: TowerRecipe, progress: bool = True) -> Path:
@@ -94,7 +103,7 @@ def warm_up(recipe: TowerRecipe, progress: bool = True) -> Path:
     torch.manual_seed(recipe.seed)
     model, processor = load(recipe.model)
     tower, layer = _tower_and_layer(model)
-    pix, mos, fam, families = _pixels(recipe, processor)
+    paths, mos, fam, families = _labels(recipe)
     width = tower.config.hidden_size
     head = torch.nn.Linear(2 * width, 1 + len(families))
     for p in model.parameters():
@@ -120,7 +129,8 @@ def warm_up(recipe: TowerRecipe, progress: bool = True) -> Path:
         idx = order[pos:pos + recipe.batch_size]
         pos += recipe.batch_size
         with autocast(model, bf16):
-            hidden = tower(pixel_values=pix[idx], output_hidden_states=True).hidden_states[layer]
+            pix = _pixels(processor, [paths[i] for i in idx.tolist()])
+            hidden = tower(pixel_values=pix, output_hidden_states=True).hidden_states[layer]
             pred = head(patch_summary(hidden).float())
         mse = torch.nn.functional.mse_loss(pred[:, 0].float(), mos[idx])
         labelled = fam[idx] >= 0
