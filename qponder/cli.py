@@ -174,6 +174,7 @@ def model_init(
 
 @model_app.command("warm-tower")
 def model_warm_tower(
+    config: Optional[Path] = typer.Option(None, help="Recipe YAML (e.g. recipes/tower.yaml)."),
     model: Optional[str] = typer.Option(None, help="Student folder whose vision tower is warmed up."),
     data: Optional[Path] = typer.Option(None, help="Labelled images: meta JSON or CSV with mos (family where known)."),
     images: Optional[Path] = typer.Option(None, help="Image root for relative paths."),
@@ -185,7 +186,7 @@ def model_warm_tower(
     from qponder.config import build
     from qponder.train.tower import TowerRecipe, warm_up
 
-    recipe = build(TowerRecipe, None, set_, model=model, data=_s(data), images=_s(images), out=_s(out),
+    recipe = build(TowerRecipe, config, set_, model=model, data=_s(data), images=_s(images), out=_s(out),
                    max_steps=max_steps)
     console.print(f"tower warm-up -> {warm_up(recipe)}")
 

@@ -10,12 +10,13 @@ from qponder.errors import QPonderError
 from qponder.teachers.distill import DistillRecipe
 from qponder.train.grpo import GRPORecipe
 from qponder.train.sft import SFTRecipe
+from qponder.train.tower import TowerRecipe
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 
 
 ACCELERATE = RECIPES / "accelerate"
-STAGES = {"distill": DistillRecipe, "sft": SFTRecipe, "grpo": GRPORecipe, "demo": None}
+STAGES = {"distill": DistillRecipe, "sft": SFTRecipe, "grpo": GRPORecipe, "tower": TowerRecipe, "demo": None}
 
 
 @pytest.mark.parametrize("path", sorted(p for p in RECIPES.rglob("*.yaml") if ACCELERATE not in p.parents),
